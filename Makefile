@@ -1,0 +1,33 @@
+# `make demo` / `make test` from a fresh clone: install everything, then run.
+PY    ?= python3
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: deps install demo test lint
+
+# Debian packages: gcc and the kernel uapi headers (the ABI test compiles against
+# <linux/bpf.h>), util-linux for setpriv (privilege tests), python3-venv.
+deps:
+	@if ! command -v gcc >/dev/null || [ ! -f /usr/include/linux/bpf.h ] || \
+	    ! command -v setpriv >/dev/null || ! $(PY) -c 'import venv, ensurepip' 2>/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    gcc libc6-dev linux-libc-dev util-linux python3-venv; fi
+
+$(STAMP): pyproject.toml | deps
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/cgbpf demo
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest

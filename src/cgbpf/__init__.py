@@ -1,0 +1,30 @@
+"""cgbpf: cgroup BPF programs through bpf_link, on the real kernel or the model kernel.
+
+The public surface is this module's names; everything else is internal layers.
+"""
+
+from .cgroup import HEAD, TAIL, Cgroup, ProgramRef, Query
+from .errors import (
+    BpfError,
+    ClosedError,
+    ExpectedProgramMismatch,
+    LinkDefunct,
+    MissingPrivilege,
+    NotACgroup2,
+    NotSupported,
+    StaleRevision,
+    VerifierError,
+)
+from .kernel import Kernel, default_kernel, host
+from .link import Link, LinkInfo, links
+from .map import Map, MapInfo
+from .program import Program, ProgramInfo
+from .uapi import AttachMode, AttachType, LinkType, MapType, ProgType
+
+__all__ = [
+    "HEAD", "TAIL", "AttachMode", "AttachType", "BpfError", "Cgroup", "ClosedError",
+    "ExpectedProgramMismatch", "Kernel", "Link", "LinkDefunct", "LinkInfo", "LinkType", "Map",
+    "MapInfo", "MapType", "MissingPrivilege", "NotACgroup2", "NotSupported", "ProgType",
+    "Program", "ProgramInfo", "ProgramRef", "Query", "StaleRevision", "VerifierError",
+    "default_kernel", "host", "links",
+]

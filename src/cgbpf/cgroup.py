@@ -1,0 +1,239 @@
+"""cgroup v2 directories as attachment targets: link, legacy attach/detach, query."""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+from dataclasses import dataclass
+
+from . import _bpf, uapi
+from ._fd import FdObject
+from .errors import BpfError, NotACgroup2, StaleRevision
+from .kernel import Kernel, default_kernel, probe
+from .kernel.protocol import BPF_FS_MAGIC, CGROUP1_MAGIC, CGROUP2_MAGIC
+from .link import Link
+from .program import Program
+from .uapi import AttachMode, AttachType, Cmd
+
+
+class End(enum.Enum):
+    """An unanchored position: the head or the tail of the hook's list."""
+
+    HEAD = "head"
+    TAIL = "tail"
+
+
+HEAD, TAIL = End.HEAD, End.TAIL
+Anchor = Link | Program | End
+
+
+@dataclass(frozen=True)
+class ProgramRef:
+    """One entry of a query.  ``attach_flags`` is the hook's flags word, as the kernel
+    reports it for every entry; ``link_id`` is None because the kernel does not report
+    link ids for cgroup hooks (§8)."""
+
+    id: int
+    attach_flags: int
+    link_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    """PROG_QUERY of one hook.  For an effective query ``mode`` is EXCLUSIVE, and
+    ``attach_flags`` and ``revision`` are 0, as the kernel reports them."""
+
+    mode: AttachMode
+    attach_flags: int
+    revision: int
+    programs: list[ProgramRef]
+
+    @property
+    def ids(self) -> list[int]:
+        return [p.id for p in self.programs]
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where a new entry goes, and the revision it expects: flags and attr fields (§5)."""
+
+    flags: int = 0
+    relative_fd: int = 0
+    expected_revision: int = 0
+
+    @classmethod
+    def of(cls, k: Kernel, *, link: bool, before: Anchor | None, after: Anchor | None,
+           preorder: bool, expected_revision: int) -> _Placement:
+        if before is not None and after is not None:
+            raise BpfError(errno.EINVAL, "both before= and after= given",
+                           command="LINK_CREATE" if link else "PROG_ATTACH",
+                           hint="a new entry goes either before or after one anchor")
+        flags, rel = 0, 0
+        anchor = before if before is not None else after
+        if anchor is not None:
+            probe.require(k, probe.ORDERING)
+            flags |= uapi.F_BEFORE if before is not None else uapi.F_AFTER
+            if isinstance(anchor, Link):
+                flags |= uapi.F_LINK
+            if not isinstance(anchor, End):
+                rel = anchor.fd
+        if preorder:
+            probe.require(k, probe.PREORDER_LINK if link else probe.PREORDER_ATTACH)
+            flags |= uapi.F_PREORDER
+        if expected_revision:
+            probe.require(k, probe.REVISION)
+        return cls(flags, rel, expected_revision)
+
+
+_ERRORS: _bpf.ErrorMap = {
+    errno.ESTALE: (StaleRevision, "the hook changed since that revision: query it again"),
+}
+
+
+class Cgroup(FdObject):
+    """An open cgroup v2 directory.  Every attach type is one hook with its own list of
+    up to 64 entries, mode, and (Linux 6.17+) revision."""
+
+    _kind = "cgroup"
+
+    def __init__(self, kernel: Kernel, fd: int, path: str) -> None:
+        super().__init__(kernel, fd)
+        self.path = path
+        self.id = kernel.cgroup_id(path)
+
+    def __repr__(self) -> str:
+        return f"<Cgroup {self.path}{' closed' if self.closed else ''}>"
+
+    @classmethod
+    def open(cls, path: str, *, kernel: Kernel | None = None, path_only: bool = False) -> Cgroup:
+        """Open a cgroup v2 directory.  A relative path is taken from the cgroup2 mount.
+
+        Raises :class:`NotACgroup2` (EBADF, what the kernel answers for such a target) for
+        a cgroup v1 directory or any other non-cgroup2 path, and ENOENT if it is missing.
+        """
+        k = kernel or default_kernel()
+        path = os.path.join(k.cgroup_root, path)
+        try:
+            magic = k.fs_magic(path)
+        except OSError as e:
+            raise BpfError(e.errno or errno.ENOENT, f"cgroup {path}", command="open",
+                           hint=f"cgroup2 is mounted at {k.cgroup_root}") from None
+        if magic != CGROUP2_MAGIC:
+            what = {CGROUP1_MAGIC: "a cgroup v1 hierarchy", BPF_FS_MAGIC: "a bpffs"}.get(
+                magic, f"a filesystem of type {magic:#x}")
+            raise NotACgroup2(errno.EBADF, f"{path} is on {what}, not cgroup v2",
+                              command="open", hint="cgroup BPF needs a cgroup v2 directory; "
+                              f"cgroup2 is mounted at {k.cgroup_root}")
+        try:
+            fd = k.open_dir(path, path_only=path_only)
+        except OSError as e:
+            raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="open") from None
+        return cls(k, fd, path)
+
+    @classmethod
+    def create(cls, path: str, *, kernel: Kernel | None = None) -> Cgroup:
+        """mkdir a cgroup (relative paths from the cgroup2 mount) and open it."""
+        k = kernel or default_kernel()
+        path = os.path.join(k.cgroup_root, path)
+        try:
+            k.mkdir(path)
+        except OSError as e:
+            raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="mkdir") from None
+        return cls.open(path, kernel=k)
+
+    def remove(self) -> None:
+        """rmdir the cgroup and close this fd.  Its links are auto-detached (and become
+        defunct) once the kernel releases the cgroup, asynchronously."""
+        try:
+            self.kernel.rmdir(self.path)
+        except OSError as e:
+            raise BpfError(e.errno or errno.EIO, f"cgroup {self.path}", command="rmdir",
+                           hint="remove child cgroups and move processes out first"
+                           if e.errno == errno.EBUSY else "") from None
+        self.close()
+
+    def _attach_type(self, prog: Program, attach_type: AttachType | None) -> AttachType:
+        at = attach_type if attach_type is not None else prog.expected_attach_type
+        if at is None:
+            raise BpfError(errno.EINVAL, f"{prog!r} to {self.path}: no attach type",
+                           hint="pass attach_type, or load the program with "
+                           "expected_attach_type")
+        return at
+
+    def _detail(self, verb: str, prog: Program | None, at: AttachType) -> str:
+        return f"{verb} {prog!r} {'to' if verb != 'detach' else 'from'} {self.path} {at.name}"
+
+    def link(self, prog: Program, attach_type: AttachType | None = None, *,
+             before: Anchor | None = None, after: Anchor | None = None,
+             preorder: bool = False, expected_revision: int = 0) -> Link:
+        """LINK_CREATE: attach ``prog`` through a new bpf_link (Linux 5.7).
+
+        The attach type defaults to the program's expected attach type.  ``before`` /
+        ``after`` take a :class:`Link` of this hook or HEAD/TAIL, ``preorder`` runs the
+        program before descendants' programs, ``expected_revision`` fails with
+        :class:`StaleRevision` if the hook changed (all Linux 6.17).  Links need the hook
+        (and ancestors) in MULTI mode or empty.  Closing the link detaches it.
+        """
+        probe.require(self.kernel, probe.LINKS)
+        at = self._attach_type(prog, attach_type)
+        pl = _Placement.of(self.kernel, link=True, before=before, after=after,
+                           preorder=preorder, expected_revision=expected_revision)
+        attr = uapi.LinkCreateAttr(prog_fd=prog.fd, target_fd=self.fd, attach_type=at,
+                                   flags=pl.flags, relative_fd=pl.relative_fd,
+                                   expected_revision=pl.expected_revision)
+        needs = "CAP_NET_ADMIN" if prog.type == uapi.ProgType.CGROUP_SKB else None
+        fd = _bpf.call(self.kernel, Cmd.LINK_CREATE, attr, self._detail("link", prog, at),
+                       needs=needs, errors=_ERRORS)
+        return Link(self.kernel, fd)
+
+    def attach(self, prog: Program, attach_type: AttachType | None = None, *,
+               mode: AttachMode = AttachMode.MULTI, replace: Program | None = None,
+               before: Anchor | None = None, after: Anchor | None = None,
+               preorder: bool = False, expected_revision: int = 0) -> None:
+        """Legacy PROG_ATTACH (no fd owns the attachment; :meth:`detach` removes it).
+
+        ``mode`` EXCLUSIVE/OVERRIDE keep one program (re-attaching replaces it); MULTI
+        appends, or swaps ``replace`` in place (Linux 5.6).  Ordering, ``preorder`` and
+        ``expected_revision`` as for :meth:`link` (anchors are programs attached here
+        with PROG_ATTACH; PREORDER needs Linux 6.15).
+        """
+        at = self._attach_type(prog, attach_type)
+        pl = _Placement.of(self.kernel, link=False, before=before, after=after,
+                           preorder=preorder, expected_revision=expected_revision)
+        attr = uapi.ProgAttachAttr(target_fd=self.fd, attach_bpf_fd=prog.fd, attach_type=at,
+                                   attach_flags=int(mode) | pl.flags,
+                                   relative_fd=pl.relative_fd,
+                                   expected_revision=pl.expected_revision)
+        if replace is not None:
+            attr.attach_flags |= uapi.F_REPLACE
+            attr.replace_bpf_fd = replace.fd
+        needs = "CAP_NET_ADMIN" if prog.type == uapi.ProgType.CGROUP_SKB else None
+        _bpf.call(self.kernel, Cmd.PROG_ATTACH, attr, self._detail("attach", prog, at),
+                  needs=needs, errors=_ERRORS)
+
+    def detach(self, prog: Program | None, attach_type: AttachType | None = None, *,
+               expected_revision: int = 0) -> None:
+        """Legacy PROG_DETACH.  In EXCLUSIVE/OVERRIDE mode the hook's one program goes,
+        whatever ``prog`` is; in MULTI mode ``prog`` must be attached here by PROG_ATTACH
+        (ENOENT otherwise: links are detached through the link)."""
+        at = attach_type if attach_type is not None or prog is None else \
+            self._attach_type(prog, attach_type)
+        if at is None:
+            raise BpfError(errno.EINVAL, f"detach from {self.path}: no attach type",
+                           command="PROG_DETACH", hint="pass attach_type")
+        if expected_revision:
+            probe.require(self.kernel, probe.REVISION)
+        attr = uapi.ProgAttachAttr(target_fd=self.fd, attach_bpf_fd=prog.fd if prog else 0,
+                                   attach_type=at, expected_revision=expected_revision)
+        _bpf.call(self.kernel, Cmd.PROG_DETACH, attr, self._detail("detach", prog, at),
+                  errors=_ERRORS)
+
+    def query(self, attach_type: AttachType, *, effective: bool = False) -> Query:
+        """PROG_QUERY: every entry of the hook (or the effective array that runs for
+        this cgroup), however many.  Needs CAP_NET_ADMIN."""
+        raw = _bpf.prog_query(self.kernel, self.fd, attach_type, effective=effective,
+                              detail=f"{self.path} {attach_type.name}"
+                              + (" effective" if effective else ""))
+        return Query(AttachMode(raw.attach_flags & 3), raw.attach_flags, raw.revision,
+                     [ProgramRef(i, raw.attach_flags) for i in raw.prog_ids])

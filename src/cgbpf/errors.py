@@ -1,0 +1,90 @@
+"""Errors.  Every failure of a kernel request is a :class:`BpfError` (an ``OSError``) that
+keeps the kernel's ``errno`` and says which bpf command failed, on which objects, and
+what to do about it.  Subclasses exist where a caller would want to catch one case."""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class BpfError(OSError):
+    """A bpf(2) request (or a check the library made on the kernel's behalf) failed.
+
+    ``errno`` is the kernel's errno (the one the kernel gives for the same request, even
+    when the library noticed first); ``command`` names the bpf command, ``detail`` the
+    objects involved and ``hint`` what to do.
+    """
+
+    def __init__(self, err: int, detail: str, *, command: str = "", hint: str = "") -> None:
+        super().__init__(err, os.strerror(err))
+        self.command = command
+        self.detail = detail
+        self.hint = hint
+
+    def __str__(self) -> str:
+        name = _errno.errorcode.get(self.errno or 0, str(self.errno))
+        head = f"{self.command}: " if self.command else ""
+        tail = f" ({self.hint})" if self.hint else ""
+        return f"{head}{self.detail}: {name} {self.strerror}{tail}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.__dict__, self.errno, self.detail))
+
+
+def _rebuild(cls: type[BpfError], state: dict[str, object], err: int, detail: str) -> BpfError:
+    """Unpickle helper: errors cross process boundaries in tests and the demo."""
+    exc = cls.__new__(cls)
+    BpfError.__init__(exc, err, detail)
+    exc.__dict__.update(state)
+    return exc
+
+
+class VerifierError(BpfError):
+    """PROG_LOAD was refused; ``log`` holds the verifier's log (empty if it gave none)."""
+
+    def __init__(self, err: int, detail: str, *, log: str, command: str = "PROG_LOAD") -> None:
+        last = [line for line in log.splitlines() if line.strip()][-3:]
+        hint = "verifier log: " + " | ".join(last) if last else "the verifier gave no log"
+        super().__init__(err, detail, command=command, hint=hint)
+        self.log = log
+
+
+class NotSupported(BpfError):
+    """The running kernel lacks a feature (found by probing, never by version string)."""
+
+    def __init__(self, feature: str, since: str, *, how: str = "") -> None:
+        hint = f"needs Linux {since} or a kernel with it backported"
+        super().__init__(_errno.EOPNOTSUPP, f"{feature} is not supported by this kernel"
+                         + (f" ({how})" if how else ""), hint=hint)
+        self.feature = feature
+        self.since = since
+
+
+class StaleRevision(BpfError):
+    """``expected_revision`` did not match the hook's revision (ESTALE)."""
+
+
+class ExpectedProgramMismatch(BpfError):
+    """LINK_UPDATE with ``expected=``: the link runs another program (EPERM)."""
+
+
+class LinkDefunct(BpfError):
+    """The link was detached or its cgroup died; it can no longer be updated (ENOLINK)."""
+
+
+class MissingPrivilege(BpfError):
+    """The caller lacks the capability the kernel asks for; ``capability`` names it."""
+
+    def __init__(self, err: int, detail: str, *, capability: str, command: str = "") -> None:
+        super().__init__(err, detail, command=command,
+                         hint=f"needs {capability}: run as root or grant the capability")
+        self.capability = capability
+
+
+class NotACgroup2(BpfError):
+    """The path is not a cgroup v2 directory (the kernel says EBADF for such targets)."""
+
+
+class ClosedError(BpfError):
+    """An operation on an object whose fd was already closed (EBADF)."""

@@ -1,0 +1,117 @@
+"""The real kernel: bpf(2) through ctypes, files through ``os``."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+
+from .. import uapi
+from .protocol import CAPABILITIES
+
+
+class _Statfs(ctypes.Structure):
+    # Only f_type is read; the rest of struct statfs is room for the kernel to write.
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 160)]
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_uint]
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
+
+
+#: Anon-inode names of bpf fds -> kind.  Links were "bpf_link" before 6.x and are
+#: "bpf-link" on 6.18 (measured; KERNEL-SEMANTICS §1.3 says bpf_link).
+_KINDS = {"anon_inode:bpf_link": "link", "anon_inode:bpf-link": "link",
+          "anon_inode:bpf-prog": "prog", "anon_inode:bpf-map": "map"}
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), what)
+    return ret
+
+
+def find_cgroup2_mount(mounts: str = "/proc/self/mounts") -> str:
+    """The first cgroup2 mount point listed in ``mounts``; ``OSError(ENOENT)`` if none."""
+    with open(mounts) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "cgroup2":
+                return fields[1].replace("\\040", " ")
+    raise OSError(errno.ENOENT, "no cgroup2 filesystem is mounted (see /proc/self/mounts)")
+
+
+class HostKernel:
+    """The running Linux kernel.  Requires ``CONFIG_BPF_SYSCALL`` and, for cgroups,
+    a mounted cgroup2 hierarchy."""
+
+    name = "host"
+
+    def __init__(self) -> None:
+        self._cgroup_root: str | None = None
+
+    def __repr__(self) -> str:
+        return f"HostKernel({os.uname().release})"
+
+    @property
+    def cgroup_root(self) -> str:
+        if self._cgroup_root is None:
+            self._cgroup_root = find_cgroup2_mount()
+        return self._cgroup_root
+
+    def bpf(self, cmd: int, attr: ctypes.Structure, size: int | None = None) -> int:
+        n = ctypes.sizeof(attr) if size is None else size
+        return _check(_libc.syscall(uapi.BPF_SYSCALL, cmd, ctypes.addressof(attr), n), "bpf")
+
+    def open_dir(self, path: str, *, path_only: bool = False) -> int:
+        flags = (os.O_PATH if path_only else os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
+        return os.open(path, flags)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def dup(self, fd: int) -> int:
+        return os.dup(fd)
+
+    def mkdir(self, path: str) -> None:
+        os.mkdir(path)
+
+    def rmdir(self, path: str) -> None:
+        os.rmdir(path)
+
+    def unlink(self, path: str) -> None:
+        os.unlink(path)
+
+    def fs_magic(self, path: str) -> int:
+        buf = _Statfs()
+        _check(_libc.statfs(os.fsencode(path), ctypes.byref(buf)), path)
+        return int(buf.f_type) & 0xFFFFFFFF
+
+    def fd_kind(self, fd: int) -> str:
+        return _KINDS.get(os.readlink(f"/proc/self/fd/{fd}"), "other")
+
+    def fdinfo(self, fd: int) -> dict[str, str]:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            pairs = (line.rstrip("\n").split(":", 1) for line in f if ":" in line)
+            return {k: v.strip() for k, v in pairs}
+
+    def cgroup_id(self, path: str) -> int:
+        return os.stat(path).st_ino
+
+    def has_capability(self, name: str) -> bool:
+        with open("/proc/self/status") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+        return bool(eff >> CAPABILITIES[name] & 1)
+
+    def mount_bpffs(self, path: str) -> None:
+        _check(_libc.mount(b"bpf", os.fsencode(path), b"bpf", 0, None), f"mount bpffs {path}")
+
+    def umount(self, path: str) -> None:
+        _check(_libc.umount2(os.fsencode(path), 0), f"umount {path}")

@@ -1,0 +1,77 @@
+"""The one seam: everything cgbpf asks of a kernel goes through a :class:`Kernel`.
+
+``bpf`` takes the same ``union bpf_attr`` bytes the real syscall takes (pointers inside
+are real addresses in this process), returns the syscall's result and raises ``OSError``
+with the kernel's errno.  The file operations are the few the library needs around it.
+:class:`~cgbpf.kernel.host.HostKernel` is the real kernel; the model kernel implements the
+same protocol in pure Python.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Protocol, runtime_checkable
+
+#: ``statfs`` magic numbers used to explain a rejected path.
+CGROUP2_MAGIC = 0x63677270
+CGROUP1_MAGIC = 0x27E0EB
+BPF_FS_MAGIC = 0xCAFE4A11
+
+#: Linux capability numbers cgbpf reports on.
+CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_BPF": 39}
+
+
+@runtime_checkable
+class Kernel(Protocol):
+    """What the library needs from a kernel.  All methods raise ``OSError`` on failure."""
+
+    #: "host" or "model": for messages only, never for behaviour.
+    name: str
+
+    @property
+    def cgroup_root(self) -> str:
+        """Mount point of the cgroup2 hierarchy (raises ``OSError(ENOENT)`` if none)."""
+        ...
+
+    def bpf(self, cmd: int, attr: ctypes.Structure, size: int | None = None) -> int:
+        """The bpf(2) syscall; ``size`` defaults to ``sizeof(attr)``."""
+        ...
+
+    def open_dir(self, path: str, *, path_only: bool = False) -> int:
+        """Open a directory read-only (``O_PATH`` if ``path_only``), close-on-exec."""
+        ...
+
+    def close(self, fd: int) -> None: ...
+
+    def dup(self, fd: int) -> int: ...
+
+    def mkdir(self, path: str) -> None: ...
+
+    def rmdir(self, path: str) -> None: ...
+
+    def unlink(self, path: str) -> None: ...
+
+    def fs_magic(self, path: str) -> int:
+        """``statfs(path).f_type``: tells cgroup2, cgroup v1 and bpffs apart."""
+        ...
+
+    def fd_kind(self, fd: int) -> str:
+        """What an fd is: "link", "prog", "map" (bpf objects) or "other"; raises
+        ``OSError(EBADF)`` for a closed fd."""
+        ...
+
+    def fdinfo(self, fd: int) -> dict[str, str]:
+        """``/proc/self/fdinfo/FD`` as key -> value, in the kernel's line order."""
+        ...
+
+    def cgroup_id(self, path: str) -> int:
+        """The cgroup id of a cgroup2 directory (its inode number)."""
+        ...
+
+    def has_capability(self, name: str) -> bool:
+        """Whether the calling process has capability ``name`` (e.g. "CAP_BPF")."""
+        ...
+
+    def mount_bpffs(self, path: str) -> None: ...
+
+    def umount(self, path: str) -> None: ...

@@ -1,0 +1,164 @@
+"""bpf_link: an fd-owned attachment of a program to a cgroup hook.
+
+The kernel detaches a link when its last owner goes: the last fd closed (synchronous),
+or the last bpffs pin unlinked with no fd open (asynchronous).  Every fd holder and pin is
+an equal owner; only owners can update or detach it, legacy PROG_DETACH cannot.
+Requires Linux 5.7 (LINK_CREATE/UPDATE), 5.8 (ids, info), 5.9 (LINK_DETACH).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import _bpf, uapi
+from ._fd import FdObject
+from .errors import BpfError, ExpectedProgramMismatch, LinkDefunct
+from .kernel import Kernel, default_kernel, probe
+from .program import Program, as_enum, check_kind
+from .uapi import AttachType, Cmd, LinkType
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """OBJ_GET_INFO_BY_FD of a link.  ``cgroup_id`` is 0 once the link is defunct;
+    ``cgroup_id`` and ``attach_type`` are None for links of other types."""
+
+    id: int
+    type: LinkType | int
+    prog_id: int
+    cgroup_id: int | None
+    attach_type: AttachType | int | None
+
+
+def _info(k: Kernel, fd: int) -> LinkInfo:
+    probe.require(k, probe.LINK_INFO)
+    raw = uapi.LinkInfo()
+    _bpf.get_info(k, fd, raw, f"link fd {fd}")
+    cgroup = raw.type == LinkType.CGROUP
+    return LinkInfo(int(raw.id), as_enum(LinkType, raw.type), int(raw.prog_id),
+                    int(raw.cgroup_id) if cgroup else None,
+                    as_enum(AttachType, raw.attach_type) if cgroup else None)
+
+
+class Link(FdObject):
+    """A bpf_link.  Closing the last fd of an unpinned link detaches its program."""
+
+    _kind = "link"
+
+    def __init__(self, kernel: Kernel, fd: int) -> None:
+        super().__init__(kernel, fd)
+        try:
+            info = self.info()
+        except BaseException:
+            self.close()
+            raise
+        self.id, self.attach_type = info.id, info.attach_type
+        self._cgroup_id, self._prog_id = info.cgroup_id, info.prog_id
+        #: Paths where this object pinned the link (or opened it from).
+        self.pins: list[str] = []
+
+    def __repr__(self) -> str:
+        at = getattr(self.attach_type, "name", self.attach_type)
+        state = "closed" if self.closed else f"prog {self._prog_id} on cgroup {self._cgroup_id}"
+        return f"<Link id={self.id} {at} {state}>"
+
+    def _leak_message(self) -> str:
+        if self.pins:
+            return f"unclosed {self!r}; it stays attached through its pin"
+        return (f"unclosed {self!r}: collecting it closes its fd, which detaches program "
+                f"{self._prog_id} from cgroup {self._cgroup_id} unless another fd or a pin "
+                "holds the link; close() it explicitly, or pin() it to keep it attached")
+
+    @classmethod
+    def from_pin(cls, path: str, *, kernel: Kernel | None = None) -> Link:
+        """OBJ_GET of a pinned link: a new owner fd.  Raises EINVAL if ``path`` holds
+        another kind of object."""
+        k = kernel or default_kernel()
+        link = cls(k, check_kind(k, _bpf.obj_get(k, path), "link", path))
+        link.pins.append(path)
+        return link
+
+    @classmethod
+    def from_id(cls, link_id: int, *, kernel: Kernel | None = None) -> Link:
+        """LINK_GET_FD_BY_ID: a new owner fd.  Needs CAP_SYS_ADMIN; Linux 5.8."""
+        k = kernel or default_kernel()
+        probe.require(k, probe.LINK_INFO)
+        return cls(k, _bpf.fd_by_id(k, Cmd.LINK_GET_FD_BY_ID, link_id, "link"))
+
+    def info(self) -> LinkInfo:
+        """Id, program, cgroup id (0 when defunct) and attach type.  Linux 5.8."""
+        info = _info(self.kernel, self.fd)
+        self._prog_id, self._cgroup_id = info.prog_id, info.cgroup_id
+        return info
+
+    @property
+    def defunct(self) -> bool:
+        """True once detached (LINK_DETACH) or auto-detached because its cgroup died."""
+        return self.info().cgroup_id == 0
+
+    def fdinfo(self) -> dict[str, str]:
+        """``/proc/self/fdinfo`` of the link fd (link_id, prog_tag, prog_id, cgroup_id, …)."""
+        return self.kernel.fdinfo(self.fd)
+
+    def update(self, new: Program, *, expected: Program | None = None) -> None:
+        """LINK_UPDATE: swap the program atomically, in place (same position).
+
+        With ``expected``, only if the link still runs that program (BPF_F_REPLACE),
+        else :class:`ExpectedProgramMismatch`.  A defunct link raises
+        :class:`LinkDefunct`.  The new program must have the link's program type.
+        """
+        attr = uapi.LinkUpdateAttr(link_fd=self.fd, new_prog_fd=new.fd)
+        if expected is not None:
+            attr.flags, attr.old_prog_fd = uapi.F_REPLACE, expected.fd
+        detail = f"{self!r} to {new!r}" + (f" if it runs {expected!r}" if expected else "")
+        _bpf.call(self.kernel, Cmd.LINK_UPDATE, attr, detail, errors={
+            errno.ENOLINK: (LinkDefunct, "the link was detached or its cgroup was removed"),
+            **({errno.EPERM: (ExpectedProgramMismatch, "the link runs another program")}
+               if expected is not None else {}),
+        })
+        self._prog_id = new.id
+
+    def detach(self) -> None:
+        """LINK_DETACH: detach now; the link object stays valid and becomes defunct.
+        Idempotent.  Linux 5.9."""
+        probe.require(self.kernel, probe.LINK_DETACH)
+        _bpf.call(self.kernel, Cmd.LINK_DETACH, uapi.LinkDetachAttr(link_fd=self.fd),
+                  repr(self))
+        self._cgroup_id = 0
+
+    def pin(self, path: str) -> None:
+        """OBJ_PIN on bpffs: the link then outlives every fd, until :meth:`unpin`."""
+        _bpf.obj_pin(self.kernel, self.fd, path, repr(self))
+        self.pins.append(path)
+
+    def unpin(self, path: str | None = None) -> None:
+        """Remove a pin (default: the one this object made or opened last).  With no fd
+        left, the kernel then detaches the link asynchronously."""
+        if path is None:
+            if not self.pins:
+                raise BpfError(errno.ENOENT, f"{self!r} has no pin known to this object",
+                               hint="pass the pin's path")
+            path = self.pins[-1]
+        self.kernel.unlink(path)
+        if path in self.pins:
+            self.pins.remove(path)
+
+
+def links(*, kernel: Kernel | None = None) -> Iterator[LinkInfo]:
+    """Every link on the system (all types), via LINK_GET_NEXT_ID.  Links that vanish
+    during the walk are skipped.  Needs CAP_SYS_ADMIN; Linux 5.8."""
+    k = kernel or default_kernel()
+    probe.require(k, probe.LINK_INFO)
+    for link_id in _bpf.next_ids(k, Cmd.LINK_GET_NEXT_ID):
+        try:
+            fd = _bpf.fd_by_id(k, Cmd.LINK_GET_FD_BY_ID, link_id, "link")
+        except BpfError as e:
+            if e.errno == errno.ENOENT:
+                continue
+            raise
+        try:
+            yield _info(k, fd)
+        finally:
+            k.close(fd)

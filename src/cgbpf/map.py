@@ -1,0 +1,116 @@
+"""BPF maps (ARRAY, HASH): create, look up, update, delete; find by id or pin.
+Programs use them as counters; a map fd goes into ``asm.ld_map_fd``."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+from dataclasses import dataclass
+
+from . import _bpf, uapi
+from ._fd import FdObject
+from .errors import BpfError
+from .kernel import Kernel, default_kernel
+from .program import as_enum, check_kind
+from .uapi import Cmd, MapType
+
+#: MAP_UPDATE_ELEM flags.
+ANY, NOEXIST, EXIST = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    """OBJ_GET_INFO_BY_FD of a map."""
+
+    id: int
+    type: MapType | int
+    key_size: int
+    value_size: int
+    max_entries: int
+    name: str
+
+
+class Map(FdObject):
+    """A BPF map.  Requires Linux 4.13+ (map ids); CAP_BPF to create."""
+
+    _kind = "map"
+
+    def __init__(self, kernel: Kernel, fd: int) -> None:
+        super().__init__(kernel, fd)
+        try:
+            info = self.info()
+        except BaseException:
+            self.close()
+            raise
+        self.id, self.type, self.name = info.id, info.type, info.name
+        self.key_size, self.value_size = info.key_size, info.value_size
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"id={self.id}"
+        return f"<Map {self.name or '?'} {getattr(self.type, 'name', self.type)} {state}>"
+
+    @classmethod
+    def create(cls, map_type: MapType, *, key_size: int, value_size: int, max_entries: int,
+               name: str = "", flags: int = 0, kernel: Kernel | None = None) -> Map:
+        """MAP_CREATE."""
+        k = kernel or default_kernel()
+        attr = uapi.MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
+                                  max_entries=max_entries, map_flags=flags,
+                                  map_name=name.encode()[: uapi.BPF_OBJ_NAME_LEN - 1])
+        detail = f"map {name!r} ({getattr(map_type, 'name', map_type)}, key {key_size} B, " \
+                 f"value {value_size} B, {max_entries} entries)"
+        return cls(k, _bpf.call(k, Cmd.MAP_CREATE, attr, detail))
+
+    @classmethod
+    def from_id(cls, map_id: int, *, kernel: Kernel | None = None) -> Map:
+        """MAP_GET_FD_BY_ID.  Needs CAP_SYS_ADMIN."""
+        k = kernel or default_kernel()
+        return cls(k, _bpf.fd_by_id(k, Cmd.MAP_GET_FD_BY_ID, map_id, "map"))
+
+    @classmethod
+    def from_pin(cls, path: str, *, kernel: Kernel | None = None) -> Map:
+        """OBJ_GET of a pinned map."""
+        k = kernel or default_kernel()
+        return cls(k, check_kind(k, _bpf.obj_get(k, path), "map", path))
+
+    def info(self) -> MapInfo:
+        raw = uapi.MapInfo()
+        _bpf.get_info(self.kernel, self.fd, raw, f"map fd {self.fd}")
+        return MapInfo(int(raw.id), as_enum(MapType, raw.type), int(raw.key_size),
+                       int(raw.value_size), int(raw.max_entries),
+                       raw.name.decode(errors="replace"))
+
+    def pin(self, path: str) -> None:
+        _bpf.obj_pin(self.kernel, self.fd, path, repr(self))
+
+    def _elem(self, cmd: Cmd, key: bytes, value: ctypes.Array[ctypes.c_char] | None,
+              flags: int = 0) -> None:
+        if len(key) != self.key_size:
+            raise BpfError(errno.EINVAL, f"{self!r}: key of {len(key)} bytes",
+                           command=cmd.name, hint=f"keys are {self.key_size} bytes")
+        kb = ctypes.create_string_buffer(key, len(key))
+        _bpf.call(self.kernel, cmd, uapi.MapElemAttr(
+            map_fd=self.fd, key=ctypes.addressof(kb), value=_bpf.addr(value), flags=flags),
+            f"{self!r} key {key.hex()}")
+
+    def lookup(self, key: bytes) -> bytes | None:
+        """MAP_LOOKUP_ELEM: the value, or None if the key is absent."""
+        value = ctypes.create_string_buffer(self.value_size)
+        try:
+            self._elem(Cmd.MAP_LOOKUP_ELEM, key, value)
+        except BpfError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+        return value.raw
+
+    def update(self, key: bytes, value: bytes, *, flags: int = ANY) -> None:
+        """MAP_UPDATE_ELEM (``flags``: ANY, NOEXIST or EXIST)."""
+        if len(value) != self.value_size:
+            raise BpfError(errno.EINVAL, f"{self!r}: value of {len(value)} bytes",
+                           command="MAP_UPDATE_ELEM", hint=f"values are {self.value_size} bytes")
+        self._elem(Cmd.MAP_UPDATE_ELEM, key, ctypes.create_string_buffer(value, len(value)), flags)
+
+    def delete(self, key: bytes) -> None:
+        """MAP_DELETE_ELEM (ARRAY maps refuse with EINVAL, as the kernel does)."""
+        self._elem(Cmd.MAP_DELETE_ELEM, key, None)

@@ -1,0 +1,148 @@
+"""BPF programs: load (from bytes or :mod:`cgbpf.asm` lists), find by id or pin, inspect."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from . import _bpf, asm, uapi
+from ._fd import FdObject
+from .errors import BpfError, VerifierError
+from .kernel import Kernel, default_kernel
+from .uapi import AttachType, Cmd, ProgType
+
+#: Verifier log buffer sizes tried in turn (the log is fetched only after a failure).
+_LOG_SIZES = (1 << 16, 1 << 20, 1 << 24)
+
+Instructions = bytes | Iterable[asm.Item]
+
+
+def as_enum(enum: type[ProgType] | type[AttachType], value: int) -> int:
+    """``value`` as a member of ``enum`` where it names one, else the plain int."""
+    try:
+        return enum(value)
+    except ValueError:
+        return value
+
+
+@dataclass(frozen=True)
+class ProgramInfo:
+    """OBJ_GET_INFO_BY_FD of a program (the fields cgbpf uses)."""
+
+    id: int
+    type: ProgType | int
+    tag: str
+    name: str
+
+
+class Program(FdObject):
+    """A loaded BPF program.  Closing it drops this fd's reference; the program lives on
+    while attached or pinned.  Requires Linux 4.13+ (program ids)."""
+
+    _kind = "program"
+
+    def __init__(self, kernel: Kernel, fd: int, *,
+                 expected_attach_type: AttachType | None = None) -> None:
+        super().__init__(kernel, fd)
+        try:
+            info = self.info()
+        except BaseException:
+            self.close()
+            raise
+        self.id, self.type, self.name = info.id, info.type, info.name
+        #: What the program was loaded for; None when unknown (found by id or pin: the
+        #: kernel does not report it).
+        self.expected_attach_type = expected_attach_type
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"id={self.id}"
+        return f"<Program {self.name or '?'} {getattr(self.type, 'name', self.type)} {state}>"
+
+    @classmethod
+    def load(cls, insns: Instructions, prog_type: ProgType, *,
+             expected_attach_type: AttachType | None = None, name: str = "",
+             license: str = "GPL", attach_btf_id: int = 0,
+             kernel: Kernel | None = None) -> Program:
+        """PROG_LOAD.  ``insns`` is raw bytecode or a list for :func:`cgbpf.asm.assemble`.
+
+        On rejection raises :class:`VerifierError` carrying the verifier's log (the load
+        is retried with a log buffer only after a failure, as libbpf does).  Needs CAP_BPF
+        (CGROUP_SKB) or CAP_BPF+CAP_NET_ADMIN (other cgroup types), or CAP_SYS_ADMIN.
+        """
+        k = kernel or default_kernel()
+        code = insns if isinstance(insns, bytes) else asm.assemble(insns)
+        if not code or len(code) % 8:
+            raise BpfError(errno.EINVAL, f"program {name!r}: {len(code)} bytes of code",
+                           command="PROG_LOAD", hint="code is a non-empty multiple of 8 bytes")
+        buf = ctypes.create_string_buffer(code, len(code))
+        lic = _bpf.c_str(license)
+        attr = uapi.ProgLoadAttr(
+            prog_type=prog_type, insn_cnt=len(code) // 8, insns=ctypes.addressof(buf),
+            license=_bpf.addr(lic), prog_name=name.encode()[: uapi.BPF_OBJ_NAME_LEN - 1],
+            expected_attach_type=expected_attach_type or 0, attach_btf_id=attach_btf_id)
+        what = f"program {name!r} ({getattr(prog_type, 'name', prog_type)}"
+        what += f", for {expected_attach_type.name})" if expected_attach_type else ")"
+        try:
+            fd = k.bpf(Cmd.PROG_LOAD, attr)
+        except OSError as e:
+            fd = _load_with_log(k, attr, e.errno or errno.EIO, what)
+        return cls(k, fd, expected_attach_type=expected_attach_type)
+
+    @classmethod
+    def from_id(cls, prog_id: int, *, kernel: Kernel | None = None) -> Program:
+        """PROG_GET_FD_BY_ID: own the program with that id.  Needs CAP_SYS_ADMIN."""
+        k = kernel or default_kernel()
+        return cls(k, _bpf.fd_by_id(k, Cmd.PROG_GET_FD_BY_ID, prog_id, "program"))
+
+    @classmethod
+    def from_pin(cls, path: str, *, kernel: Kernel | None = None) -> Program:
+        """OBJ_GET: own the program pinned at ``path``."""
+        k = kernel or default_kernel()
+        return cls(k, check_kind(k, _bpf.obj_get(k, path), "prog", path))
+
+    def info(self) -> ProgramInfo:
+        """OBJ_GET_INFO_BY_FD: id, type, tag and name as the kernel reports them."""
+        return _info(self.kernel, self.fd)
+
+    def pin(self, path: str) -> None:
+        """OBJ_PIN at ``path`` on a bpffs mount."""
+        _bpf.obj_pin(self.kernel, self.fd, path, repr(self))
+
+
+def _info(k: Kernel, fd: int) -> ProgramInfo:
+    raw = uapi.ProgInfo()
+    _bpf.get_info(k, fd, raw, f"program fd {fd}")
+    return ProgramInfo(int(raw.id), as_enum(ProgType, raw.type), bytes(raw.tag).hex(),
+                       raw.name.decode(errors="replace"))
+
+
+def _load_with_log(k: Kernel, attr: ctypes.Structure, err: int, what: str) -> int:
+    """After a refused PROG_LOAD, load again with a log buffer to raise the verifier's
+    explanation (growing the buffer on ENOSPC); privilege errors are raised as they are."""
+    if err not in (errno.EINVAL, errno.EACCES) or not (
+            k.has_capability("CAP_BPF") or k.has_capability("CAP_SYS_ADMIN")):
+        raise _bpf.error(k, Cmd.PROG_LOAD, err, what)
+    text = ""
+    for size in _LOG_SIZES:
+        log = ctypes.create_string_buffer(size)
+        attr.log_level, attr.log_size, attr.log_buf = uapi.LOG_LEVEL_1, size, ctypes.addressof(log)
+        try:
+            return k.bpf(Cmd.PROG_LOAD, attr)  # a transient failure: accept the program
+        except OSError as e:
+            text = log.value.decode(errors="replace")
+            err = e.errno or err
+            if err != errno.ENOSPC:
+                break
+    raise VerifierError(err, what, log=text)
+
+
+def check_kind(k: Kernel, fd: int, kind: str, path: str) -> int:
+    """Return ``fd`` if it is a ``kind`` object, else close it and raise EINVAL."""
+    actual = k.fd_kind(fd)
+    if actual != kind:
+        k.close(fd)
+        raise BpfError(errno.EINVAL, f"{path} holds a {actual}, not a {kind}",
+                       command="OBJ_GET", hint=f"open it with the class for {actual}")
+    return fd

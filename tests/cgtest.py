@@ -1,0 +1,52 @@
+"""Programs and checks shared by the tests: counting programs and real traffic."""
+
+from __future__ import annotations
+
+import struct
+
+from cgbpf import AttachType, Map, MapType, Program, ProgType, asm
+from cgbpf._traffic import send_from
+from cgbpf.kernel import Kernel
+
+EGRESS = AttachType.CGROUP_INET_EGRESS
+INGRESS = AttachType.CGROUP_INET_INGRESS
+OK = asm.return_program(1)
+
+
+class Counters:
+    """One ARRAY map with ``n`` u64 slots, and a program per slot that adds 1 to it."""
+
+    def __init__(self, kernel: Kernel, n: int = 2, *, ret: int = 1,
+                 attach_type: AttachType = EGRESS) -> None:
+        self.map = Map.create(MapType.ARRAY, key_size=4, value_size=8, max_entries=n,
+                              name="counters", kernel=kernel)
+        self.progs = [
+            Program.load(asm.counter_program(self.map, key=i, ret=ret), ProgType.CGROUP_SKB,
+                         expected_attach_type=attach_type, name=f"count{i}", kernel=kernel)
+            for i in range(n)
+        ]
+
+    def read(self) -> list[int]:
+        return [struct.unpack("<Q", self.map.lookup(struct.pack("<I", i)) or b"")[0]
+                for i in range(len(self.progs))]
+
+    def reset(self) -> None:
+        for i in range(len(self.progs)):
+            self.map.update(struct.pack("<I", i), bytes(8))
+
+    def check(self, cgroup_path: str, packets: int = 1) -> list[int]:
+        """Reset, send ``packets`` datagrams from inside the cgroup, return the counts."""
+        self.reset()
+        assert send_from(cgroup_path, packets) == packets
+        return self.read()
+
+    def close(self) -> None:
+        for p in self.progs:
+            p.close()
+        self.map.close()
+
+
+def load(kernel: Kernel, prog_type: ProgType = ProgType.CGROUP_SKB,
+         attach_type: AttachType | None = EGRESS, name: str = "ok") -> Program:
+    return Program.load(OK, prog_type, expected_attach_type=attach_type, name=name,
+                        kernel=kernel)
