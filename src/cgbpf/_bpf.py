@@ -79,7 +79,7 @@ def error(k: Kernel, cmd: Cmd, err: int, detail: str, *, needs: str | None = Non
     """The error for ``cmd`` failing with ``err``: privilege first, then ``errors``, then
     the generic hint table."""
     cap = needs or NEEDS.get(cmd)
-    if (cap and err in (errno.EPERM, errno.EACCES) or needs and err == errno.EINVAL) and \
+    if ((cap and err in (errno.EPERM, errno.EACCES)) or (needs and err == errno.EINVAL)) and \
             cap and not (k.has_capability(cap) or k.has_capability("CAP_SYS_ADMIN")):
         return MissingPrivilege(err, detail, capability=cap, command=cmd.name)
     cls, hint = (errors or {}).get(err, (BpfError, HINTS.get((cmd, err), "")))

@@ -5,6 +5,7 @@ it).  Host kernel only: the model runs no programs."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Callable
 
@@ -21,7 +22,12 @@ def in_cgroup(path: str, fn: Callable[[], int]) -> int:
             code = fn()
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # e.g. Ctrl-C: do not leave the child in the cgroup
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
     return os.waitstatus_to_exitcode(status)
 
 

@@ -6,6 +6,8 @@ import ctypes
 import errno
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import IntEnum
+from typing import TypeVar
 
 from . import _bpf, asm, uapi
 from ._fd import FdObject
@@ -17,9 +19,10 @@ from .uapi import AttachType, Cmd, ProgType
 _LOG_SIZES = (1 << 16, 1 << 20, 1 << 24)
 
 Instructions = bytes | Iterable[asm.Item]
+E = TypeVar("E", bound=IntEnum)
 
 
-def as_enum(enum: type[ProgType] | type[AttachType], value: int) -> int:
+def as_enum(enum: type[E], value: int) -> E | int:
     """``value`` as a member of ``enum`` where it names one, else the plain int."""
     try:
         return enum(value)

@@ -82,7 +82,7 @@ def _run(t: Tour) -> None:
 
     out("\n1. Links at three levels run for traffic from the leaf")
     links = [t.own(cg.link(t.main)) for cg in (a, b, c)]
-    for cg, link in zip((a, b, c), links):
+    for cg, link in zip((a, b, c), links, strict=True):
         out(f"    {t.rel(cg)}: link id {link.id} -> program {t.main.name} (id {t.main.id})")
     assert t.traffic(c) == (3 * PACKETS, 0)
 

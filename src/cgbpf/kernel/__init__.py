@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
 from ..errors import BpfError
+from ..uapi import GetIdAttr
 from .host import HostKernel
 from .protocol import Kernel
 
@@ -22,7 +22,7 @@ def host() -> HostKernel:
     if _host is None:
         k = HostKernel()
         try:
-            k.bpf(-1, ctypes.c_uint32())  # an invalid command: EINVAL if bpf(2) exists
+            k.bpf(-1, GetIdAttr())  # an invalid command: EINVAL if bpf(2) exists
         except OSError as e:
             if e.errno == errno.ENOSYS:
                 raise BpfError(errno.ENOSYS, "this kernel has no bpf(2) syscall",

@@ -1,0 +1,57 @@
+"""``cgbpf demo``: runs the tour on the real kernel, leaves nothing behind (Ctrl-C
+included), and says what is missing when it cannot run."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+
+from cgbpf.kernel import Kernel
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+ENV = {**os.environ, "PYTHONPATH": SRC, "PYTHONWARNINGS": "error::ResourceWarning"}
+DEMO = [sys.executable, "-X", "dev", "-m", "cgbpf", "demo"]
+
+
+def demo_leftovers(k: Kernel) -> list[str]:
+    with open("/proc/self/mounts") as f:
+        mounts = [line.split()[1] for line in f if line.split()[2] == "bpf"
+                  and line.split()[1].startswith("/tmp/cgbpf-bpffs-")]
+    return glob.glob(os.path.join(k.cgroup_root, "cgbpf-demo-*")) + mounts
+
+
+def test_demo_runs_and_cleans_up(kernel: Kernel) -> None:
+    run = subprocess.run(DEMO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stderr == ""  # no warning, no traceback
+    out = run.stdout
+    for needle in ("count_main ran 15x, count_alt ran 0x", "refused, EPERM",
+                   "legacy PROG_DETACH of count_main from a/b/c: refused, ENOENT",
+                   "reopened", "defunct", "refused, ENOLINK", "done:"):
+        assert needle in out
+    assert demo_leftovers(kernel) == []
+
+
+def test_demo_interrupted_cleans_up(kernel: Kernel) -> None:
+    proc = subprocess.Popen(DEMO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("3."):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in out and "Traceback" not in err
+    assert demo_leftovers(kernel) == []
+
+
+def test_demo_without_root_says_what_is_missing(kernel: Kernel) -> None:
+    run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "--inh-caps=-all", *DEMO], env=ENV, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2
+    assert "cannot run on this machine: root is needed" in run.stdout
