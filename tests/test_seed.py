@@ -12,7 +12,6 @@ from cgbpf import AttachMode, BpfError, ExpectedProgramMismatch, Link
 from cgbpf._scratch import Scratch
 from cgbpf._traffic import udp_loopback
 from cgbpf.kernel import Kernel
-
 from cgtest import EGRESS, Counters
 
 
