@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from . import uapi
@@ -58,9 +58,12 @@ NEEDS: dict[Cmd, str] = {
 }
 
 ErrorMap = Mapping[int, tuple[type[BpfError], str]]
+#: The objects a request is about, for the error message: text, or a function that makes
+#: it (so that the hot path formats nothing).
+Detail = str | Callable[[], str]
 
 
-def call(k: Kernel, cmd: Cmd, attr: ctypes.Structure, detail: str, *,
+def call(k: Kernel, cmd: Cmd, attr: ctypes.Structure, detail: Detail, *,
          needs: str | None = None, errors: ErrorMap | None = None) -> int:
     """Run ``cmd``; on failure raise the right :class:`BpfError`.
 
@@ -74,10 +77,11 @@ def call(k: Kernel, cmd: Cmd, attr: ctypes.Structure, detail: str, *,
         raise error(k, cmd, e.errno or errno.EIO, detail, needs=needs, errors=errors) from None
 
 
-def error(k: Kernel, cmd: Cmd, err: int, detail: str, *, needs: str | None = None,
+def error(k: Kernel, cmd: Cmd, err: int, detail: Detail, *, needs: str | None = None,
           errors: ErrorMap | None = None) -> BpfError:
     """The error for ``cmd`` failing with ``err``: privilege first, then ``errors``, then
     the generic hint table."""
+    detail = detail() if callable(detail) else detail
     cap = needs or NEEDS.get(cmd)
     if ((cap and err in (errno.EPERM, errno.EACCES)) or (needs and err == errno.EINVAL)) and \
             cap and not (k.has_capability(cap) or k.has_capability("CAP_SYS_ADMIN")):
@@ -150,7 +154,7 @@ class RawQuery:
 
 
 def prog_query(k: Kernel, target_fd: int, attach_type: int, *, effective: bool,
-               detail: str) -> RawQuery:
+               detail: Detail) -> RawQuery:
     """PROG_QUERY for every entry whatever their number: ENOSPC grows the buffer."""
     cap = 0 if effective else uapi.MAX_PROGS
     while True:

@@ -161,8 +161,9 @@ class Cgroup(FdObject):
                            "expected_attach_type")
         return at
 
-    def _detail(self, verb: str, prog: Program | None, at: AttachType) -> str:
-        return f"{verb} {prog!r} {'to' if verb != 'detach' else 'from'} {self.path} {at.name}"
+    def _detail(self, verb: str, prog: Program | None, at: AttachType) -> _bpf.Detail:
+        return lambda: f"{verb} {prog!r} {'from' if verb == 'detach' else 'to'} {self.path} " \
+            f"{at.name}"
 
     def link(self, prog: Program, attach_type: AttachType | None = None, *,
              before: Anchor | None = None, after: Anchor | None = None,
@@ -233,7 +234,7 @@ class Cgroup(FdObject):
         """PROG_QUERY: every entry of the hook (or the effective array that runs for
         this cgroup), however many.  Needs CAP_NET_ADMIN."""
         raw = _bpf.prog_query(self.kernel, self.fd, attach_type, effective=effective,
-                              detail=f"{self.path} {attach_type.name}"
+                              detail=lambda: f"{self.path} {attach_type.name}"
                               + (" effective" if effective else ""))
         return Query(AttachMode(raw.attach_flags & 3), raw.attach_flags, raw.revision,
                      [ProgramRef(i, raw.attach_flags) for i in raw.prog_ids])

@@ -42,6 +42,14 @@ def _info(k: Kernel, fd: int) -> LinkInfo:
                     as_enum(AttachType, raw.attach_type) if cgroup else None)
 
 
+_DEFUNCT = {errno.ENOLINK: (LinkDefunct, "the link was detached or its cgroup was removed")}
+#: LINK_UPDATE errors, by whether an expected program was given.
+_UPDATE_ERRORS: dict[bool, _bpf.ErrorMap] = {
+    False: _DEFUNCT,
+    True: {**_DEFUNCT, errno.EPERM: (ExpectedProgramMismatch, "the link runs another program")},
+}
+
+
 class Link(FdObject):
     """A bpf_link.  Closing the last fd of an unpinned link detaches its program."""
 
@@ -112,12 +120,10 @@ class Link(FdObject):
         attr = uapi.LinkUpdateAttr(link_fd=self.fd, new_prog_fd=new.fd)
         if expected is not None:
             attr.flags, attr.old_prog_fd = uapi.F_REPLACE, expected.fd
-        detail = f"{self!r} to {new!r}" + (f" if it runs {expected!r}" if expected else "")
-        _bpf.call(self.kernel, Cmd.LINK_UPDATE, attr, detail, errors={
-            errno.ENOLINK: (LinkDefunct, "the link was detached or its cgroup was removed"),
-            **({errno.EPERM: (ExpectedProgramMismatch, "the link runs another program")}
-               if expected is not None else {}),
-        })
+        _bpf.call(self.kernel, Cmd.LINK_UPDATE, attr,
+                  lambda: f"{self!r} to {new!r}" + (f" if it runs {expected!r}" if expected
+                                                    else ""),
+                  errors=_UPDATE_ERRORS[expected is not None])
         self._prog_id = new.id
 
     def detach(self) -> None:
