@@ -64,12 +64,11 @@ Detail = str | Callable[[], str]
 
 
 def call(k: Kernel, cmd: Cmd, attr: ctypes.Structure, detail: Detail, *,
-         needs: str | None = None, errors: ErrorMap | None = None) -> int:
+         needs: tuple[str, ...] = (), errors: ErrorMap | None = None) -> int:
     """Run ``cmd``; on failure raise the right :class:`BpfError`.
 
-    ``needs`` overrides the capability the command requires (§15) — also for EINVAL,
-    which is how PROG_ATTACH refuses a CGROUP_SKB program without CAP_NET_ADMIN.
-    ``errors`` maps an errno to a specific error class and hint.
+    ``needs`` names the capabilities this request requires, where they differ from
+    :data:`NEEDS` (§15).  ``errors`` maps an errno to a specific error class and hint.
     """
     try:
         return k.bpf(cmd, attr)
@@ -77,15 +76,19 @@ def call(k: Kernel, cmd: Cmd, attr: ctypes.Structure, detail: Detail, *,
         raise error(k, cmd, e.errno or errno.EIO, detail, needs=needs, errors=errors) from None
 
 
-def error(k: Kernel, cmd: Cmd, err: int, detail: Detail, *, needs: str | None = None,
+def error(k: Kernel, cmd: Cmd, err: int, detail: Detail, *, needs: tuple[str, ...] = (),
           errors: ErrorMap | None = None) -> BpfError:
-    """The error for ``cmd`` failing with ``err``: privilege first, then ``errors``, then
-    the generic hint table."""
+    """The error for ``cmd`` failing with ``err``: a missing capability first, then
+    ``errors``, then the generic hint table."""
     detail = detail() if callable(detail) else detail
-    cap = needs or NEEDS.get(cmd)
-    if ((cap and err in (errno.EPERM, errno.EACCES)) or (needs and err == errno.EINVAL)) and \
-            cap and not (k.has_capability(cap) or k.has_capability("CAP_SYS_ADMIN")):
-        return MissingPrivilege(err, detail, capability=cap, command=cmd.name)
+    # PROG_ATTACH says EINVAL for a CGROUP_SKB program without CAP_NET_ADMIN (§0 fact 19).
+    refused = err in (errno.EPERM, errno.EACCES) or (cmd is Cmd.PROG_ATTACH and
+                                                     err == errno.EINVAL)
+    caps = needs or ((NEEDS[cmd],) if cmd in NEEDS else ())
+    missing = [c for c in caps if not k.has_capability(c)]
+    if refused and missing and not k.has_capability("CAP_SYS_ADMIN"):
+        return MissingPrivilege(err, detail, capability=" and ".join(missing),
+                                command=cmd.name)
     cls, hint = (errors or {}).get(err, (BpfError, HINTS.get((cmd, err), "")))
     return cls(err, detail, command=cmd.name, hint=hint)
 

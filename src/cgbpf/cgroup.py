@@ -91,6 +91,11 @@ _ERRORS: _bpf.ErrorMap = {
 }
 
 
+def _attach_needs(prog: Program) -> tuple[str, ...]:
+    """Attaching a CGROUP_SKB program needs CAP_NET_ADMIN; other types nothing (§15)."""
+    return ("CAP_NET_ADMIN",) if prog.type == uapi.ProgType.CGROUP_SKB else ()
+
+
 class Cgroup(FdObject):
     """An open cgroup v2 directory.  Every attach type is one hook with its own list of
     up to 64 entries, mode, and (Linux 6.17+) revision."""
@@ -153,10 +158,12 @@ class Cgroup(FdObject):
                            if e.errno == errno.EBUSY else "") from None
         self.close()
 
-    def _attach_type(self, prog: Program, attach_type: AttachType | None) -> AttachType:
-        at = attach_type if attach_type is not None else prog.expected_attach_type
+    def _attach_type(self, prog: Program | None, attach_type: AttachType | None) -> AttachType:
+        """The attach type asked for, else the program's expected attach type."""
+        at = attach_type if attach_type is not None or prog is None else \
+            prog.expected_attach_type
         if at is None:
-            raise BpfError(errno.EINVAL, f"{prog!r} to {self.path}: no attach type",
+            raise BpfError(errno.EINVAL, f"{prog!r} and {self.path}: no attach type",
                            hint="pass attach_type, or load the program with "
                            "expected_attach_type")
         return at
@@ -183,9 +190,8 @@ class Cgroup(FdObject):
         attr = uapi.LinkCreateAttr(prog_fd=prog.fd, target_fd=self.fd, attach_type=at,
                                    flags=pl.flags, relative_fd=pl.relative_fd,
                                    expected_revision=pl.expected_revision)
-        needs = "CAP_NET_ADMIN" if prog.type == uapi.ProgType.CGROUP_SKB else None
         fd = _bpf.call(self.kernel, Cmd.LINK_CREATE, attr, self._detail("link", prog, at),
-                       needs=needs, errors=_ERRORS)
+                       needs=_attach_needs(prog), errors=_ERRORS)
         return Link(self.kernel, fd)
 
     def attach(self, prog: Program, attach_type: AttachType | None = None, *,
@@ -209,20 +215,15 @@ class Cgroup(FdObject):
         if replace is not None:
             attr.attach_flags |= uapi.F_REPLACE
             attr.replace_bpf_fd = replace.fd
-        needs = "CAP_NET_ADMIN" if prog.type == uapi.ProgType.CGROUP_SKB else None
         _bpf.call(self.kernel, Cmd.PROG_ATTACH, attr, self._detail("attach", prog, at),
-                  needs=needs, errors=_ERRORS)
+                  needs=_attach_needs(prog), errors=_ERRORS)
 
     def detach(self, prog: Program | None, attach_type: AttachType | None = None, *,
                expected_revision: int = 0) -> None:
         """Legacy PROG_DETACH.  In EXCLUSIVE/OVERRIDE mode the hook's one program goes,
         whatever ``prog`` is; in MULTI mode ``prog`` must be attached here by PROG_ATTACH
         (ENOENT otherwise: links are detached through the link)."""
-        at = attach_type if attach_type is not None or prog is None else \
-            self._attach_type(prog, attach_type)
-        if at is None:
-            raise BpfError(errno.EINVAL, f"detach from {self.path}: no attach type",
-                           command="PROG_DETACH", hint="pass attach_type")
+        at = self._attach_type(prog, attach_type)
         if expected_revision:
             probe.require(self.kernel, probe.REVISION)
         attr = uapi.ProgAttachAttr(target_fd=self.fd, attach_bpf_fd=prog.fd if prog else 0,

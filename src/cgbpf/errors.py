@@ -28,17 +28,6 @@ class BpfError(OSError):
         tail = f" ({self.hint})" if self.hint else ""
         return f"{head}{self.detail}: {name} {self.strerror}{tail}"
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), self.__dict__, self.errno, self.detail))
-
-
-def _rebuild(cls: type[BpfError], state: dict[str, object], err: int, detail: str) -> BpfError:
-    """Unpickle helper: errors cross process boundaries in tests and the demo."""
-    exc = cls.__new__(cls)
-    BpfError.__init__(exc, err, detail)
-    exc.__dict__.update(state)
-    return exc
-
 
 class VerifierError(BpfError):
     """PROG_LOAD was refused; ``log`` holds the verifier's log (empty if it gave none)."""

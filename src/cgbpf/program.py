@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from . import _bpf, asm, uapi
 from ._fd import FdObject
-from .errors import BpfError, VerifierError
+from .errors import BpfError, MissingPrivilege, VerifierError
 from .kernel import Kernel, default_kernel
 from .uapi import AttachType, Cmd, ProgType
 
@@ -90,7 +90,7 @@ class Program(FdObject):
         try:
             fd = k.bpf(Cmd.PROG_LOAD, attr)
         except OSError as e:
-            fd = _load_with_log(k, attr, e.errno or errno.EIO, what)
+            fd = _load_with_log(k, attr, e.errno or errno.EIO, what, _load_needs(prog_type))
         return cls(k, fd, expected_attach_type=expected_attach_type)
 
     @classmethod
@@ -121,12 +121,18 @@ def _info(k: Kernel, fd: int) -> ProgramInfo:
                        raw.name.decode(errors="replace"))
 
 
-def _load_with_log(k: Kernel, attr: ctypes.Structure, err: int, what: str) -> int:
+def _load_needs(prog_type: ProgType | int) -> tuple[str, ...]:
+    """CGROUP_SKB loads with CAP_BPF; other cgroup types also need CAP_NET_ADMIN (§15)."""
+    return ("CAP_BPF",) if prog_type == ProgType.CGROUP_SKB else ("CAP_BPF", "CAP_NET_ADMIN")
+
+
+def _load_with_log(k: Kernel, attr: ctypes.Structure, err: int, what: str,
+                   needs: tuple[str, ...]) -> int:
     """After a refused PROG_LOAD, load again with a log buffer to raise the verifier's
     explanation (growing the buffer on ENOSPC); privilege errors are raised as they are."""
-    if err not in (errno.EINVAL, errno.EACCES) or not (
-            k.has_capability("CAP_BPF") or k.has_capability("CAP_SYS_ADMIN")):
-        raise _bpf.error(k, Cmd.PROG_LOAD, err, what)
+    first = _bpf.error(k, Cmd.PROG_LOAD, err, what, needs=needs)
+    if isinstance(first, MissingPrivilege) or err not in (errno.EINVAL, errno.EACCES):
+        raise first
     text = ""
     for size in _LOG_SIZES:
         log = ctypes.create_string_buffer(size)

@@ -20,10 +20,17 @@ from .protocol import Kernel
 _BAD_FD = 0xFFFFFFFF  # -1 as u32: never a valid fd, so a kernel that gets this far says EBADF
 
 
+LINKS, LINK_INFO, LINK_DETACH = "links", "link_info", "link_detach"
+PREORDER_ATTACH, PREORDER_LINK, ORDERING, REVISION = (
+    "preorder_attach", "preorder_link", "ordering", "revision")
+
+
 @dataclass(frozen=True)
 class Feature:
-    """A kernel feature: what it is, the first mainline release with it, how to probe."""
+    """A kernel feature: its key, what it is, the first mainline release with it, how to
+    probe it."""
 
+    key: str
     name: str
     since: str
     how: str
@@ -68,24 +75,24 @@ def _link_preorder(k: Kernel) -> bool:
             flags=uapi.F_PREORDER))
 
 
-FEATURES: dict[str, Feature] = {f.name: f for f in [
-    Feature("cgroup bpf_link (BPF_LINK_CREATE)", "5.7", "LINK_CREATE with a bad prog fd",
+FEATURES: dict[str, Feature] = {f.key: f for f in [
+    Feature(LINKS, "cgroup bpf_link (BPF_LINK_CREATE)", "5.7", "LINK_CREATE with a bad prog fd",
             lambda k: _ebadf(k, Cmd.LINK_CREATE, uapi.LinkCreateAttr(
                 prog_fd=_BAD_FD, target_fd=_BAD_FD,
                 attach_type=AttachType.CGROUP_INET_EGRESS))),
-    Feature("link ids and link info", "5.8", "LINK_GET_NEXT_ID",
+    Feature(LINK_INFO, "link ids and link info", "5.8", "LINK_GET_NEXT_ID",
             _command_exists(Cmd.LINK_GET_NEXT_ID, uapi.GetIdAttr())),
-    Feature("BPF_LINK_DETACH", "5.9", "LINK_DETACH of a bad fd",
+    Feature(LINK_DETACH, "BPF_LINK_DETACH", "5.9", "LINK_DETACH of a bad fd",
             lambda k: _ebadf(k, Cmd.LINK_DETACH, uapi.LinkDetachAttr(link_fd=_BAD_FD))),
-    Feature("BPF_F_PREORDER for PROG_ATTACH", "6.15", "PROG_ATTACH flags MULTI|PREORDER",
-            _attach_flags(uapi.F_PREORDER)),
-    Feature("BPF_F_PREORDER for links", "6.17", "LINK_CREATE flags PREORDER", _link_preorder),
-    Feature("ordering (BPF_F_BEFORE/AFTER) for cgroups", "6.17",
+    Feature(PREORDER_ATTACH, "BPF_F_PREORDER for PROG_ATTACH", "6.15",
+            "PROG_ATTACH flags MULTI|PREORDER", _attach_flags(uapi.F_PREORDER)),
+    Feature(PREORDER_LINK, "BPF_F_PREORDER for links", "6.17", "LINK_CREATE flags PREORDER",
+            _link_preorder),
+    Feature(ORDERING, "ordering (BPF_F_BEFORE/AFTER) for cgroups", "6.17",
             "PROG_ATTACH flags MULTI|BEFORE", _attach_flags(uapi.F_BEFORE)),
-    Feature("hook revisions (expected_revision)", "6.17",
+    Feature(REVISION, "hook revisions (expected_revision)", "6.17",
             "PROG_ATTACH with expected_revision 1", _attach_flags(0, expected_revision=1)),
 ]}
-LINKS, LINK_INFO, LINK_DETACH, PREORDER_ATTACH, PREORDER_LINK, ORDERING, REVISION = FEATURES
 
 _cache: weakref.WeakKeyDictionary[Kernel, dict[str, bool]] = weakref.WeakKeyDictionary()
 
