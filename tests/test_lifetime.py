@@ -188,3 +188,19 @@ def test_program_outlives_fd_while_attached(scratch: Scratch, counters: Counters
     with pytest.raises(BpfError) as e:
         Program.from_id(prog_id, kernel=cg.kernel)
     assert e.value.errno == errno.ENOENT
+
+
+def test_links_walk_tolerates_vanishing_links(scratch: Scratch, counters: Counters) -> None:
+    cg, prog = scratch.cgroup("a"), counters.progs[0]
+    mine = [cg.link(prog, EGRESS) for _ in range(6)]
+    ids = [link.id for link in mine]
+    seen = []
+    for info in links(kernel=cg.kernel):
+        if info.id in ids:
+            seen.append(info.id)
+            if len(seen) == 1:  # the walk is under way: three links not yet seen go away
+                for link in mine[-3:]:
+                    link.close()
+    assert seen == ids[:3]
+    for link in mine[:3]:
+        link.close()

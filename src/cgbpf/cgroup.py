@@ -71,6 +71,10 @@ class _Placement:
                            hint="a new entry goes either before or after one anchor")
         flags, rel = 0, 0
         anchor = before if before is not None else after
+        if before is TAIL or after is HEAD:
+            raise BpfError(errno.EINVAL, f"{'before=TAIL' if before is TAIL else 'after=HEAD'}",
+                           command="LINK_CREATE" if link else "PROG_ATTACH",
+                           hint="use before=HEAD or after=TAIL")
         if anchor is not None:
             probe.require(k, probe.ORDERING)
             flags |= uapi.F_BEFORE if before is not None else uapi.F_AFTER
