@@ -149,28 +149,39 @@ def fd_by_id(k: Kernel, cmd: Cmd, obj_id: int, what: str) -> int:
 
 @dataclass(frozen=True)
 class RawQuery:
-    """PROG_QUERY outputs: the hook flags, the revision and the program ids."""
+    """PROG_QUERY outputs: the hook flags, the revision, the program ids and each
+    program's attach flags."""
 
     attach_flags: int
     revision: int
     prog_ids: list[int]
+    prog_flags: list[int]
 
 
 def prog_query(k: Kernel, target_fd: int, attach_type: int, *, effective: bool,
                detail: Detail) -> RawQuery:
-    """PROG_QUERY for every entry whatever their number: ENOSPC grows the buffer."""
+    """PROG_QUERY for every entry whatever their number: ENOSPC grows the buffer.
+
+    Per-program flags are asked for only for LSM_CGROUP, which refuses a query without
+    them (§8); elsewhere the kernel would just repeat the hook's flags, and kernels
+    before 6.0 have no such field.
+    """
     cap = 0 if effective else uapi.MAX_PROGS
+    per_prog = attach_type == uapi.AttachType.LSM_CGROUP and not effective
     while True:
         ids = (ctypes.c_uint32 * max(cap, 1))()
+        flags = (ctypes.c_uint32 * max(cap, 1))() if per_prog else None
         attr = uapi.QueryAttr(target_fd=target_fd, attach_type=attach_type,
                               query_flags=uapi.F_QUERY_EFFECTIVE if effective else 0,
-                              prog_ids=ctypes.addressof(ids), prog_cnt=cap)
+                              prog_ids=ctypes.addressof(ids), prog_cnt=cap,
+                              prog_attach_flags=addr(flags))
         try:
             k.bpf(Cmd.PROG_QUERY, attr)
         except OSError as e:
             if e.errno != errno.ENOSPC:
                 raise error(k, Cmd.PROG_QUERY, e.errno or errno.EIO, detail) from None
-        if attr.prog_cnt <= cap:
-            return RawQuery(int(attr.attach_flags), int(attr.revision),
-                            list(ids[: attr.prog_cnt]))
-        cap = int(attr.prog_cnt)
+        n = int(attr.prog_cnt)
+        if n <= cap:
+            return RawQuery(int(attr.attach_flags), int(attr.revision), list(ids[:n]),
+                            list(flags[:n]) if flags else [int(attr.attach_flags)] * n)
+        cap = n

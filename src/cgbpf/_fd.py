@@ -18,8 +18,9 @@ Self = TypeVar("Self", bound="FdObject")
 class FdObject:
     """Owns one fd on one kernel.  ``fileno()`` is -1 once closed, like a socket's."""
 
-    _kind = "object"
     _fd: int = -1
+    #: How to get a usable object again, for the error on a closed one.
+    _reopen = "open it again (from_id / from_pin)"
 
     def __init__(self, kernel: Kernel, fd: int) -> None:
         self.kernel = kernel
@@ -30,7 +31,7 @@ class FdObject:
         """The fd; raises :class:`ClosedError` (EBADF) once closed."""
         if self._fd < 0:
             raise ClosedError(errno.EBADF, f"{self!r} is closed",
-                              hint="open it again (from_id / from_pin) to use it")
+                              hint=self._reopen)
         return self._fd
 
     def fileno(self) -> int:

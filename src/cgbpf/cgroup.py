@@ -104,7 +104,8 @@ class Cgroup(FdObject):
     """An open cgroup v2 directory.  Every attach type is one hook with its own list of
     up to 64 entries, mode, and (Linux 6.17+) revision."""
 
-    _kind = "cgroup"
+    _reopen = "open it again with Cgroup.open(path)"
+
 
     def __init__(self, kernel: Kernel, fd: int, path: str) -> None:
         super().__init__(kernel, fd)
@@ -136,6 +137,9 @@ class Cgroup(FdObject):
                               f"cgroup2 is mounted at {k.cgroup_root}")
         try:
             fd = k.open_dir(path, path_only=path_only)
+        except NotADirectoryError:
+            raise NotACgroup2(errno.EBADF, f"{path} is a cgroup2 file, not a cgroup directory",
+                              command="open", hint="pass the cgroup's directory") from None
         except OSError as e:
             raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="open") from None
         return cls(k, fd, path)
@@ -242,4 +246,5 @@ class Cgroup(FdObject):
                               detail=lambda: f"{self.path} {attach_type.name}"
                               + (" effective" if effective else ""))
         return Query(AttachMode(raw.attach_flags & 3), raw.attach_flags, raw.revision,
-                     [ProgramRef(i, raw.attach_flags) for i in raw.prog_ids])
+                     [ProgramRef(i, f) for i, f in zip(raw.prog_ids, raw.prog_flags,
+                                                       strict=True)])

@@ -53,7 +53,6 @@ _UPDATE_ERRORS: dict[bool, _bpf.ErrorMap] = {
 class Link(FdObject):
     """A bpf_link.  Closing the last fd of an unpinned link detaches its program."""
 
-    _kind = "link"
 
     def __init__(self, kernel: Kernel, fd: int) -> None:
         super().__init__(kernel, fd)

@@ -33,7 +33,6 @@ class MapInfo:
 class Map(FdObject):
     """A BPF map.  Requires Linux 4.13+ (map ids); CAP_BPF to create."""
 
-    _kind = "map"
 
     def __init__(self, kernel: Kernel, fd: int) -> None:
         super().__init__(kernel, fd)

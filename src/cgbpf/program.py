@@ -44,10 +44,9 @@ class Program(FdObject):
     """A loaded BPF program.  Closing it drops this fd's reference; the program lives on
     while attached or pinned.  Requires Linux 4.13+ (program ids)."""
 
-    _kind = "program"
 
     def __init__(self, kernel: Kernel, fd: int, *,
-                 expected_attach_type: AttachType | None = None) -> None:
+                 expected_attach_type: AttachType | int | None = None) -> None:
         super().__init__(kernel, fd)
         try:
             info = self.info()
@@ -61,11 +60,11 @@ class Program(FdObject):
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"id={self.id}"
-        return f"<Program {self.name or '?'} {getattr(self.type, 'name', self.type)} {state}>"
+        return f"<Program {self.name or '?'} {uapi.name_of(self.type)} {state}>"
 
     @classmethod
     def load(cls, insns: Instructions, prog_type: ProgType, *,
-             expected_attach_type: AttachType | None = None, name: str = "",
+             expected_attach_type: AttachType | int | None = None, name: str = "",
              license: str = "GPL", attach_btf_id: int = 0,
              kernel: Kernel | None = None) -> Program:
         """PROG_LOAD.  ``insns`` is raw bytecode or a list for :func:`cgbpf.asm.assemble`.
@@ -85,13 +84,16 @@ class Program(FdObject):
             prog_type=prog_type, insn_cnt=len(code) // 8, insns=ctypes.addressof(buf),
             license=_bpf.addr(lic), prog_name=name.encode()[: uapi.BPF_OBJ_NAME_LEN - 1],
             expected_attach_type=expected_attach_type or 0, attach_btf_id=attach_btf_id)
-        what = f"program {name!r} ({getattr(prog_type, 'name', prog_type)}"
-        what += f", for {expected_attach_type.name})" if expected_attach_type else ")"
+        what = f"program {name!r} ({uapi.name_of(prog_type)}" + (
+            f", for {uapi.name_of(expected_attach_type)})" if expected_attach_type is not None
+            else ")")
         try:
             fd = k.bpf(Cmd.PROG_LOAD, attr)
         except OSError as e:
-            fd = _load_with_log(k, attr, e.errno or errno.EIO, what, _load_needs(prog_type))
-        return cls(k, fd, expected_attach_type=expected_attach_type)
+            fd = _load_with_log(k, attr, e.errno or errno.EIO, what, prog_type)
+        eat = expected_attach_type
+        return cls(k, fd, expected_attach_type=as_enum(AttachType, eat) if eat is not None
+                   else None)
 
     @classmethod
     def from_id(cls, prog_id: int, *, kernel: Kernel | None = None) -> Program:
@@ -121,16 +123,32 @@ def _info(k: Kernel, fd: int) -> ProgramInfo:
                        raw.name.decode(errors="replace"))
 
 
-def _load_needs(prog_type: ProgType | int) -> tuple[str, ...]:
+def _load_needs(prog_type: int) -> tuple[str, ...]:
     """CGROUP_SKB loads with CAP_BPF; other cgroup types also need CAP_NET_ADMIN (§15)."""
     return ("CAP_BPF",) if prog_type == ProgType.CGROUP_SKB else ("CAP_BPF", "CAP_NET_ADMIN")
 
 
+_LSM_INACTIVE: _bpf.ErrorMap = {errno.EPERM: (BpfError, (
+    "the BPF LSM is not active: it must be in the lsm= boot parameter (see "
+    "/sys/kernel/security/lsm with securityfs mounted)"))}
+
+
+def _attr_hint(prog_type: int) -> str:
+    """Why a load fails before the verifier runs (no log): usually the attach type."""
+    hooks = [t.name for t, p in uapi.CGROUP_PROG_TYPE.items() if p == prog_type]
+    if prog_type in uapi.EAT_ENFORCED or prog_type == ProgType.CGROUP_SKB:
+        return f"{uapi.name_of(prog_type)} programs need expected_attach_type, one of " \
+               f"{', '.join(hooks)}, that this kernel supports"
+    return "the kernel refused the load attributes before verifying the code"
+
+
 def _load_with_log(k: Kernel, attr: ctypes.Structure, err: int, what: str,
-                   needs: tuple[str, ...]) -> int:
-    """After a refused PROG_LOAD, load again with a log buffer to raise the verifier's
-    explanation (growing the buffer on ENOSPC); privilege errors are raised as they are."""
-    first = _bpf.error(k, Cmd.PROG_LOAD, err, what, needs=needs)
+                   prog_type: int) -> int:
+    """After a refused PROG_LOAD, load again with a log buffer (growing it on ENOSPC) to
+    raise the verifier's explanation.  Privilege errors are raised as they are; a refusal
+    with no log happened before the verifier, and says which attribute is suspect."""
+    first = _bpf.error(k, Cmd.PROG_LOAD, err, what, needs=_load_needs(prog_type),
+                       errors=_LSM_INACTIVE if prog_type == ProgType.LSM else None)
     if isinstance(first, MissingPrivilege) or err not in (errno.EINVAL, errno.EACCES):
         raise first
     text = ""
@@ -144,6 +162,8 @@ def _load_with_log(k: Kernel, attr: ctypes.Structure, err: int, what: str,
             err = e.errno or err
             if err != errno.ENOSPC:
                 break
+    if not text.strip():
+        raise BpfError(err, what, command="PROG_LOAD", hint=_attr_hint(prog_type))
     raise VerifierError(err, what, log=text)
 
 

@@ -203,6 +203,11 @@ ATTACH_TYPE_SINCE: dict[AttachType, str] = {
 }
 
 
+def name_of(value: int) -> str:
+    """An enum member's name, or the plain number for values cgbpf has no name for."""
+    return getattr(value, "name", str(value))
+
+
 # ---------------------------------------------------------------------------------------
 # Layouts.  Each entry: struct name -> (C type, [(field, ctype, C member or None)]).
 # ``None`` marks padding or reserved bytes that have no C member to compare with.
