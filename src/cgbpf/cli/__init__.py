@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..errors import BpfError
 from ..kernel import Kernel, default_kernel
@@ -17,10 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import run
 
-        k: Kernel | None = None
         try:
-            k = default_kernel()
+            k: Kernel | str = default_kernel()
         except BpfError as e:
-            print(f"cgbpf: {e}", file=sys.stderr)
+            k = str(e)
         return run(k)
     return 2

@@ -29,6 +29,10 @@ PACKETS = 5
 T = TypeVar("T", Link, Program, Map)
 
 
+class DemoFailed(Exception):
+    """The kernel did not behave as the tour says it does."""
+
+
 class Tour:
     """The demo's state: a counter map with two slots, two counting programs."""
 
@@ -46,8 +50,9 @@ class Tour:
         """Close ``obj`` when the tour ends, however it ends."""
         return self.stack.enter_context(obj)
 
-    def traffic(self, cg: Cgroup) -> tuple[int, int]:
-        """Zero the counters, send PACKETS datagrams from inside ``cg``, read them."""
+    def traffic(self, cg: Cgroup, want: tuple[int, int]) -> None:
+        """Zero the counters, send PACKETS datagrams from inside ``cg``, read the counts
+        and check them against ``want`` (main, alt): the demo shows, then verifies."""
         for i in range(2):
             self.map.update(struct.pack("<I", i), bytes(8))
         got = send_from(cg.path, PACKETS)
@@ -55,7 +60,8 @@ class Tour:
                      for i in range(2))
         self.out(f"    {PACKETS} UDP datagrams from {self.rel(cg)} ({got} delivered): "
                  f"count_main ran {main}x, count_alt ran {alt}x")
-        return main, alt
+        if (main, alt) != want:
+            raise DemoFailed(f"expected count_main {want[0]}x and count_alt {want[1]}x")
 
     def rel(self, cg: Cgroup) -> str:
         return os.path.relpath(cg.path, self.s.base) if cg.path != self.s.base else "."
@@ -66,7 +72,7 @@ class Tour:
         except BpfError as e:
             self.out(f"    {what}: refused, {errno.errorcode.get(e.errno or 0)} ({e.hint})")
         else:
-            raise AssertionError(f"the kernel accepted: {what}")
+            raise DemoFailed(f"the kernel accepted: {what}")
 
 
 def tour(k: Kernel, s: Scratch, out: Callable[[str], None]) -> None:
@@ -84,18 +90,22 @@ def _run(t: Tour) -> None:
     links = [t.own(cg.link(t.main)) for cg in (a, b, c)]
     for cg, link in zip((a, b, c), links, strict=True):
         out(f"    {t.rel(cg)}: link id {link.id} -> program {t.main.name} (id {t.main.id})")
-    assert t.traffic(c) == (3 * PACKETS, 0)
+    t.traffic(c, (3 * PACKETS, 0))
 
-    out("\n2. Effective order for a/b/c (leaf first; PREORDER entries would come first)")
-    eff = c.query(EGRESS, effective=True)
-    out(f"    effective program ids: {eff.ids}; hook a: mode "
-        f"{a.query(EGRESS).mode.name}, revision {a.query(EGRESS).revision}")
-
-    out("\n3. Atomic update: the link on a/b swaps to count_alt, in place")
+    out("\n2. Atomic update: the link on a/b swaps to count_alt, in place")
     links[1].update(t.alt, expected=t.main)
-    assert t.traffic(c) == (2 * PACKETS, PACKETS)
+    t.traffic(c, (2 * PACKETS, PACKETS))
     t.refused("update expecting the old program again",
               lambda: links[1].update(t.main, expected=t.main))
+
+    out("\n3. Effective order for a/b/c: the leaf's programs first, then its ancestors'")
+    names = {t.main.id: t.main.name, t.alt.id: t.alt.name}
+    eff = [names[i] for i in c.query(EGRESS, effective=True).ids]
+    hook = b.query(EGRESS)
+    out(f"    runs {' -> '.join(eff)}; hook a/b: mode {hook.mode.name}, "
+        f"revision {hook.revision}")
+    if eff != [t.main.name, t.alt.name, t.main.name]:
+        raise DemoFailed("unexpected effective order")
 
     out("\n4. Owner rule: only the link's owners can detach it")
     t.refused("legacy PROG_DETACH of count_main from a/b/c", lambda: c.detach(t.main, EGRESS))
@@ -105,12 +115,12 @@ def _run(t: Tour) -> None:
               lambda: c.attach(t.alt, EGRESS, mode=AttachMode.EXCLUSIVE))
     c.attach(t.alt, EGRESS, mode=AttachMode.MULTI)
     out("    MULTI attach of count_alt beside the link: accepted")
-    assert t.traffic(c) == (2 * PACKETS, 2 * PACKETS)
+    t.traffic(c, (2 * PACKETS, 2 * PACKETS))
     c.detach(t.alt, EGRESS)
 
     out("\n6. Closing a link fd detaches it, synchronously")
     links.pop().close()
-    assert t.traffic(c) == (PACKETS, PACKETS)
+    t.traffic(c, (PACKETS, PACKETS))
 
     pinned_survives(t, c)
 
@@ -122,7 +132,7 @@ def _run(t: Tour) -> None:
     start = time.monotonic()
     while not link.defunct:
         if time.monotonic() - start > 5:
-            raise AssertionError("not auto-detached within 5 s")
+            raise DemoFailed("the link was not auto-detached within 5 s of rmdir")
         time.sleep(0.001)
     out(f"    link {link.id} defunct {1000 * (time.monotonic() - start):.1f} ms after rmdir "
         f"(cgroup_id now {link.info().cgroup_id})")
@@ -141,30 +151,30 @@ def pinned_survives(t: Tour, c: Cgroup) -> None:
         os.kill(os.getpid(), signal.SIGKILL)  # a crash: no close, no cleanup
         return 0
 
-    assert in_cgroup(t.s.base, child) == -signal.SIGKILL
-    assert t.traffic(c) == (PACKETS, 2 * PACKETS)
+    if in_cgroup(t.s.base, child) != -signal.SIGKILL:
+        raise DemoFailed("the child that made the pinned link did not die by SIGKILL")
+    t.traffic(c, (PACKETS, 2 * PACKETS))
     with Link.from_pin(pin, kernel=t.k) as link:
         out(f"    reopened {pin}: link id {link.id}, program id {link.info().prog_id}")
         link.unpin()
     out("    unpinned and closed: the last owner is gone")
-    assert t.traffic(c) == (PACKETS, PACKETS)
+    t.traffic(c, (PACKETS, PACKETS))
 
 
-def missing(k: Kernel | None) -> str | None:
+def missing(k: Kernel) -> str | None:
     """What stops the demo from running on the host, in words, or None."""
     if os.geteuid() != 0:
         return "root is needed (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF) to load and attach"
-    if k is None:
-        return "no usable kernel"
     if not probe.supported(k, probe.LINKS):
         return "this kernel has no cgroup bpf_link (Linux 5.7+)"
     return None
 
 
-def run(k: Kernel | None, out: Callable[[str], None] = print) -> int:
-    """Run the tour; returns the exit status."""
-    problem = missing(k)
-    if problem or k is None:
+def run(k: Kernel | str, out: Callable[[str], None] = print) -> int:
+    """Run the tour on ``k`` (or say why not: ``k`` is then the reason); returns the exit
+    status."""
+    problem = k if isinstance(k, str) else missing(k)
+    if problem or isinstance(k, str):
         out(f"cgbpf demo: cannot run on this machine: {problem}")
         return 2
     out(f"cgbpf demo on the {k.name} kernel ({os.uname().release}), "
@@ -175,5 +185,8 @@ def run(k: Kernel | None, out: Callable[[str], None] = print) -> int:
     except KeyboardInterrupt:
         out("\ninterrupted: the scratch subtree and mounts were removed")
         return 130
+    except DemoFailed as e:
+        out(f"\nFAILED: {e} (everything the demo made was removed)")
+        return 1
     out("\ndone: every cgroup, link, pin and mount the demo made is gone")
     return 0
