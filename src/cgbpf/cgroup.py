@@ -166,7 +166,8 @@ class Cgroup(FdObject):
                            if e.errno == errno.EBUSY else "") from None
         self.close()
 
-    def _attach_type(self, prog: Program | None, attach_type: AttachType | None) -> AttachType:
+    def _attach_type(self, prog: Program | None,
+                     attach_type: AttachType | None) -> AttachType | int:
         """The attach type asked for, else the program's expected attach type."""
         at = attach_type if attach_type is not None or prog is None else \
             prog.expected_attach_type
@@ -176,9 +177,9 @@ class Cgroup(FdObject):
                            "expected_attach_type")
         return at
 
-    def _detail(self, verb: str, prog: Program | None, at: AttachType) -> _bpf.Detail:
+    def _detail(self, verb: str, prog: Program | None, at: int) -> _bpf.Detail:
         return lambda: f"{verb} {prog!r} {'from' if verb == 'detach' else 'to'} {self.path} " \
-            f"{at.name}"
+            f"{uapi.name_of(at)}"
 
     def link(self, prog: Program, attach_type: AttachType | None = None, *,
              before: Anchor | None = None, after: Anchor | None = None,
