@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import _bpf, uapi
-from ._fd import FdObject
+from ._object import BpfObject, as_enum
 from .errors import BpfError, ExpectedProgramMismatch, LinkDefunct
 from .kernel import Kernel, default_kernel, probe
-from .program import Program, as_enum, check_kind
+from .program import Program
 from .uapi import AttachType, Cmd, LinkType
 
 
@@ -50,24 +50,18 @@ _UPDATE_ERRORS: dict[bool, _bpf.ErrorMap] = {
 }
 
 
-class Link(FdObject):
+class Link(BpfObject):
     """A bpf_link.  Closing the last fd of an unpinned link detaches its program."""
 
+    kind, by_id = "link", Cmd.LINK_GET_FD_BY_ID
 
-    def __init__(self, kernel: Kernel, fd: int) -> None:
-        super().__init__(kernel, fd)
-        try:
-            info = self.info()
-        except BaseException:
-            self.close()
-            raise
+    def _describe(self, info: LinkInfo) -> None:
         self.id, self.attach_type = info.id, info.attach_type
-        self._cgroup_id, self._prog_id = info.cgroup_id, info.prog_id
         #: Paths where this object pinned the link (or opened it from).
         self.pins: list[str] = []
 
     def __repr__(self) -> str:
-        at = getattr(self.attach_type, "name", self.attach_type)
+        at = uapi.name_of(self.attach_type or 0)
         state = "closed" if self.closed else f"prog {self._prog_id} on cgroup {self._cgroup_id}"
         return f"<Link id={self.id} {at} {state}>"
 
@@ -80,19 +74,17 @@ class Link(FdObject):
 
     @classmethod
     def from_pin(cls, path: str, *, kernel: Kernel | None = None) -> Link:
-        """OBJ_GET of a pinned link: a new owner fd.  Raises EINVAL if ``path`` holds
-        another kind of object."""
-        k = kernel or default_kernel()
-        link = cls(k, check_kind(k, _bpf.obj_get(k, path), "link", path))
+        """OBJ_GET of a pinned link: a new owner.  EINVAL if ``path`` holds another kind
+        of object."""
+        link = super().from_pin(path, kernel=kernel)
         link.pins.append(path)
         return link
 
     @classmethod
-    def from_id(cls, link_id: int, *, kernel: Kernel | None = None) -> Link:
-        """LINK_GET_FD_BY_ID: a new owner fd.  Needs CAP_SYS_ADMIN; Linux 5.8."""
-        k = kernel or default_kernel()
-        probe.require(k, probe.LINK_INFO)
-        return cls(k, _bpf.fd_by_id(k, Cmd.LINK_GET_FD_BY_ID, link_id, "link"))
+    def from_id(cls, obj_id: int, *, kernel: Kernel | None = None) -> Link:
+        """LINK_GET_FD_BY_ID: a new owner.  Needs CAP_SYS_ADMIN; Linux 5.8."""
+        probe.require(kernel or default_kernel(), probe.LINK_INFO)
+        return super().from_id(obj_id, kernel=kernel)
 
     def info(self) -> LinkInfo:
         """Id, program, cgroup id (0 when defunct) and attach type.  Linux 5.8."""
@@ -135,7 +127,7 @@ class Link(FdObject):
 
     def pin(self, path: str) -> None:
         """OBJ_PIN on bpffs: the link then outlives every fd, until :meth:`unpin`."""
-        _bpf.obj_pin(self.kernel, self.fd, path, repr(self))
+        super().pin(path)
         self.pins.append(path)
 
     def unpin(self, path: str | None = None) -> None:

@@ -8,10 +8,9 @@ import errno
 from dataclasses import dataclass
 
 from . import _bpf, uapi
-from ._fd import FdObject
+from ._object import BpfObject, as_enum
 from .errors import BpfError
 from .kernel import Kernel, default_kernel
-from .program import as_enum, check_kind
 from .uapi import Cmd, MapType
 
 #: MAP_UPDATE_ELEM flags.
@@ -30,23 +29,18 @@ class MapInfo:
     name: str
 
 
-class Map(FdObject):
+class Map(BpfObject):
     """A BPF map.  Requires Linux 4.13+ (map ids); CAP_BPF to create."""
 
+    kind, by_id = "map", Cmd.MAP_GET_FD_BY_ID
 
-    def __init__(self, kernel: Kernel, fd: int) -> None:
-        super().__init__(kernel, fd)
-        try:
-            info = self.info()
-        except BaseException:
-            self.close()
-            raise
+    def _describe(self, info: MapInfo) -> None:
         self.id, self.type, self.name = info.id, info.type, info.name
         self.key_size, self.value_size = info.key_size, info.value_size
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"id={self.id}"
-        return f"<Map {self.name or '?'} {getattr(self.type, 'name', self.type)} {state}>"
+        return f"<Map {self.name or '?'} {uapi.name_of(self.type)} {state}>"
 
     @classmethod
     def create(cls, map_type: MapType, *, key_size: int, value_size: int, max_entries: int,
@@ -56,21 +50,9 @@ class Map(FdObject):
         attr = uapi.MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
                                   max_entries=max_entries, map_flags=flags,
                                   map_name=name.encode()[: uapi.BPF_OBJ_NAME_LEN - 1])
-        detail = f"map {name!r} ({getattr(map_type, 'name', map_type)}, key {key_size} B, " \
+        detail = f"map {name!r} ({uapi.name_of(map_type)}, key {key_size} B, " \
                  f"value {value_size} B, {max_entries} entries)"
         return cls(k, _bpf.call(k, Cmd.MAP_CREATE, attr, detail))
-
-    @classmethod
-    def from_id(cls, map_id: int, *, kernel: Kernel | None = None) -> Map:
-        """MAP_GET_FD_BY_ID.  Needs CAP_SYS_ADMIN."""
-        k = kernel or default_kernel()
-        return cls(k, _bpf.fd_by_id(k, Cmd.MAP_GET_FD_BY_ID, map_id, "map"))
-
-    @classmethod
-    def from_pin(cls, path: str, *, kernel: Kernel | None = None) -> Map:
-        """OBJ_GET of a pinned map."""
-        k = kernel or default_kernel()
-        return cls(k, check_kind(k, _bpf.obj_get(k, path), "map", path))
 
     def info(self) -> MapInfo:
         raw = uapi.MapInfo()
@@ -78,9 +60,6 @@ class Map(FdObject):
         return MapInfo(int(raw.id), as_enum(MapType, raw.type), int(raw.key_size),
                        int(raw.value_size), int(raw.max_entries),
                        raw.name.decode(errors="replace"))
-
-    def pin(self, path: str) -> None:
-        _bpf.obj_pin(self.kernel, self.fd, path, repr(self))
 
     def _elem(self, cmd: Cmd, key: bytes, value: ctypes.Array[ctypes.c_char] | None,
               flags: int = 0) -> None:

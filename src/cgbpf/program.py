@@ -6,11 +6,9 @@ import ctypes
 import errno
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import TypeVar
 
 from . import _bpf, asm, uapi
-from ._fd import FdObject
+from ._object import BpfObject, as_enum
 from .errors import BpfError, MissingPrivilege, VerifierError
 from .kernel import Kernel, default_kernel
 from .uapi import AttachType, Cmd, ProgType
@@ -19,15 +17,6 @@ from .uapi import AttachType, Cmd, ProgType
 _LOG_SIZES = (1 << 16, 1 << 20, 1 << 24)
 
 Instructions = bytes | Iterable[asm.Item]
-E = TypeVar("E", bound=IntEnum)
-
-
-def as_enum(enum: type[E], value: int) -> E | int:
-    """``value`` as a member of ``enum`` where it names one, else the plain int."""
-    try:
-        return enum(value)
-    except ValueError:
-        return value
 
 
 @dataclass(frozen=True)
@@ -40,23 +29,17 @@ class ProgramInfo:
     name: str
 
 
-class Program(FdObject):
+class Program(BpfObject):
     """A loaded BPF program.  Closing it drops this fd's reference; the program lives on
     while attached or pinned.  Requires Linux 4.13+ (program ids)."""
 
+    kind, by_id = "prog", Cmd.PROG_GET_FD_BY_ID
+    #: What the program was loaded for; None when unknown (found by id or pin: the kernel
+    #: does not report it).
+    expected_attach_type: AttachType | int | None = None
 
-    def __init__(self, kernel: Kernel, fd: int, *,
-                 expected_attach_type: AttachType | int | None = None) -> None:
-        super().__init__(kernel, fd)
-        try:
-            info = self.info()
-        except BaseException:
-            self.close()
-            raise
+    def _describe(self, info: ProgramInfo) -> None:
         self.id, self.type, self.name = info.id, info.type, info.name
-        #: What the program was loaded for; None when unknown (found by id or pin: the
-        #: kernel does not report it).
-        self.expected_attach_type = expected_attach_type
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"id={self.id}"
@@ -91,29 +74,14 @@ class Program(FdObject):
             fd = k.bpf(Cmd.PROG_LOAD, attr)
         except OSError as e:
             fd = _load_with_log(k, attr, e.errno or errno.EIO, what, prog_type)
-        eat = expected_attach_type
-        return cls(k, fd, expected_attach_type=as_enum(AttachType, eat) if eat is not None
-                   else None)
-
-    @classmethod
-    def from_id(cls, prog_id: int, *, kernel: Kernel | None = None) -> Program:
-        """PROG_GET_FD_BY_ID: own the program with that id.  Needs CAP_SYS_ADMIN."""
-        k = kernel or default_kernel()
-        return cls(k, _bpf.fd_by_id(k, Cmd.PROG_GET_FD_BY_ID, prog_id, "program"))
-
-    @classmethod
-    def from_pin(cls, path: str, *, kernel: Kernel | None = None) -> Program:
-        """OBJ_GET: own the program pinned at ``path``."""
-        k = kernel or default_kernel()
-        return cls(k, check_kind(k, _bpf.obj_get(k, path), "prog", path))
+        prog = cls(k, fd)
+        if expected_attach_type is not None:
+            prog.expected_attach_type = as_enum(AttachType, expected_attach_type)
+        return prog
 
     def info(self) -> ProgramInfo:
         """OBJ_GET_INFO_BY_FD: id, type, tag and name as the kernel reports them."""
         return _info(self.kernel, self.fd)
-
-    def pin(self, path: str) -> None:
-        """OBJ_PIN at ``path`` on a bpffs mount."""
-        _bpf.obj_pin(self.kernel, self.fd, path, repr(self))
 
 
 def _info(k: Kernel, fd: int) -> ProgramInfo:
@@ -165,13 +133,3 @@ def _load_with_log(k: Kernel, attr: ctypes.Structure, err: int, what: str,
     if not text.strip():
         raise BpfError(err, what, command="PROG_LOAD", hint=_attr_hint(prog_type))
     raise VerifierError(err, what, log=text)
-
-
-def check_kind(k: Kernel, fd: int, kind: str, path: str) -> int:
-    """Return ``fd`` if it is a ``kind`` object, else close it and raise EINVAL."""
-    actual = k.fd_kind(fd)
-    if actual != kind:
-        k.close(fd)
-        raise BpfError(errno.EINVAL, f"{path} holds a {actual}, not a {kind}",
-                       command="OBJ_GET", hint=f"open it with the class for {actual}")
-    return fd

@@ -1,0 +1,75 @@
+"""The base of programs, maps and links: a bpf object behind an fd, found by id or pin,
+described by OBJ_GET_INFO_BY_FD."""
+
+from __future__ import annotations
+
+import errno
+from enum import IntEnum
+from typing import Any, ClassVar, TypeVar
+
+from . import _bpf
+from ._fd import FdObject
+from .errors import BpfError
+from .kernel import Kernel, default_kernel
+from .uapi import Cmd
+
+E = TypeVar("E", bound=IntEnum)
+Obj = TypeVar("Obj", bound="BpfObject")
+
+
+def as_enum(enum: type[E], value: int) -> E | int:
+    """``value`` as a member of ``enum`` where it names one, else the plain int."""
+    try:
+        return enum(value)
+    except ValueError:
+        return value
+
+
+class BpfObject(FdObject):
+    """An fd for a program, map or link.  The constructor reads the object's info (so a
+    wrong fd fails at once) and takes ownership of ``fd``."""
+
+    #: What ``Kernel.fd_kind`` says for this class, and the command that opens it by id.
+    kind: ClassVar[str]
+    by_id: ClassVar[Cmd]
+    _reopen = "open it again (from_id / from_pin)"
+
+    def __init__(self, kernel: Kernel, fd: int) -> None:
+        super().__init__(kernel, fd)
+        try:
+            self._describe(self.info())
+        except BaseException:
+            self.close()
+            raise
+
+    def info(self) -> Any:
+        """OBJ_GET_INFO_BY_FD, as the subclass's info record."""
+        raise NotImplementedError
+
+    def _describe(self, info: Any) -> None:
+        """Keep what the object is (id, type, name…) from its first info."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_id(cls: type[Obj], obj_id: int, *, kernel: Kernel | None = None) -> Obj:
+        """``*_GET_FD_BY_ID``: a new fd (owner) for the object with that id.  Needs
+        CAP_SYS_ADMIN."""
+        k = kernel or default_kernel()
+        return cls(k, _bpf.fd_by_id(k, cls.by_id, obj_id, cls.kind))
+
+    @classmethod
+    def from_pin(cls: type[Obj], path: str, *, kernel: Kernel | None = None) -> Obj:
+        """OBJ_GET: a new fd (owner) for the object pinned at ``path``; EINVAL if another
+        kind of object is pinned there."""
+        k = kernel or default_kernel()
+        fd = _bpf.obj_get(k, path)
+        actual = k.fd_kind(fd)
+        if actual != cls.kind:
+            k.close(fd)
+            raise BpfError(errno.EINVAL, f"{path} holds a {actual}, not a {cls.kind}",
+                           command="OBJ_GET", hint=f"open it as a {actual}")
+        return cls(k, fd)
+
+    def pin(self, path: str) -> None:
+        """OBJ_PIN at ``path`` on a bpffs mount: the object lives on without fds."""
+        _bpf.obj_pin(self.kernel, self.fd, path, repr(self))
