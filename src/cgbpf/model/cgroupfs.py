@@ -1,0 +1,191 @@
+"""The cgroup2 hierarchy and each cgroup's BPF state (KERNEL-SEMANTICS.md §3, §6, §12).
+
+A :class:`Cgroup` is a directory of the cgroup2 file system; its ``ino`` is its cgroup ID
+(§13).  Per attach type it keeps a :class:`Hook`: the entry list, the mode, the revision
+and the effective array.  :meth:`Cgroup.commit` is the one place a change becomes visible:
+revision + 1, mode reset when the list empties, effective arrays of the whole subtree
+recomputed (§6).
+
+Cgroup death (§12): ``rmdir`` takes the cgroup out of the tree at once (old directory fds
+see ENOENT); its BPF state is *released* later, as deferred kernel work, once nothing
+holds it: sockets created in it (:meth:`hold`/:meth:`unhold`) and child cgroups whose own
+state is not released yet.  Release auto-detaches links and drops legacy programs.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+
+from .. import uapi
+from .memory import fail
+from .objects import Defer, Link, Prog
+from .vfs import Cred, Dir, Filesystem, Node
+
+CGROUP2_MAGIC = 0x63677270
+#: The control files every cgroup directory shows (enough to exercise "a cgroup2 file").
+CONTROL_FILES = ("cgroup.procs", "cgroup.controllers", "cgroup.subtree_control")
+
+
+@dataclass(eq=False)
+class Entry:
+    """One entry of a list (§3): a legacy program or a link, with its own preorder bit."""
+
+    prog: Prog | None = None
+    link: Link | None = None
+    preorder: bool = False
+
+    @property
+    def current(self) -> Prog:
+        """The program this entry runs (a link's current program)."""
+        prog = self.link.prog if self.link is not None else self.prog
+        assert prog is not None
+        return prog
+
+
+@dataclass
+class Hook:
+    """``list[C,T]``, ``mode[C,T]``, ``revision[C,T]`` and ``effective[C,T]`` (§3)."""
+
+    entries: list[Entry] = field(default_factory=list)
+    mode: int = 0
+    revision: int = 1
+    effective: list[Prog] = field(default_factory=list)
+
+    def legacy_entry(self, prog: Prog) -> Entry | None:
+        """The legacy entry holding ``prog`` (link entries never match, §0 fact 5)."""
+        return next((e for e in self.entries if e.link is None and e.prog is prog), None)
+
+
+class Cgroup(Dir):
+    """A cgroup v2 directory and its BPF state."""
+
+    defer: Defer  # queues deferred kernel work (the release, §12)
+
+    def __init__(self, fs: Filesystem, mode: int, uid: int, parent: Dir | None,
+                 defer: Defer | None = None) -> None:
+        super().__init__(fs, mode, uid, parent)
+        if defer is None:
+            assert isinstance(parent, Cgroup), "only the root cgroup is made without a parent"
+            defer = parent.defer
+        self.defer = defer
+        self.alive = True
+        self.released = False
+        self.holds = 0  # sockets born here + child cgroups with unreleased state
+        self.hooks: dict[int, Hook] = {}
+        for name in CONTROL_FILES:
+            self.children[name] = Node(fs, 0o644, 0)
+        if isinstance(parent, Cgroup):
+            parent.hold()
+            for t in parent.attach_types_in_use():  # inheritance at mkdir (§3)
+                self.hook(t).effective = self.compute_effective(t)
+
+    # --- the tree ----------------------------------------------------------------------
+
+    @property
+    def up(self) -> Cgroup | None:
+        return self.parent if isinstance(self.parent, Cgroup) else None
+
+    def ancestors(self) -> list[Cgroup]:
+        """Parent, grandparent, ..., root."""
+        out, c = [], self.up
+        while c is not None:
+            out.append(c)
+            c = c.up
+        return out
+
+    def subtree(self) -> list[Cgroup]:
+        """This cgroup and every live descendant, parents first."""
+        out = [self]
+        for child in self.children.values():
+            if isinstance(child, Cgroup):
+                out += child.subtree()
+        return out
+
+    def attach_types_in_use(self) -> set[int]:
+        return {t for c in [self, *self.ancestors()] for t, h in c.hooks.items() if h.entries}
+
+    def mkdir(self, name: str, cred: Cred) -> Dir:
+        child = Cgroup(self.fs, 0o777 & ~cred.umask, cred.uid, self)
+        self.children[name] = child
+        return child
+
+    def rmdir(self, name: str) -> None:
+        """rmdir is allowed with links and programs attached (§12); child cgroups: EBUSY."""
+        child = self.children[name]
+        if not isinstance(child, Cgroup):
+            raise fail(errno.ENOTDIR)
+        if child.mounted is not None or any(isinstance(c, Cgroup)
+                                            for c in child.children.values()):
+            raise fail(errno.EBUSY)
+        del self.children[name]
+        child.alive = False
+        child._maybe_release()
+
+    def unlink(self, name: str) -> None:
+        raise fail(errno.EISDIR if isinstance(self.children[name], Dir) else errno.EPERM)
+
+    # --- holding and releasing the BPF state (§12) ----------------------------------------
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    def unhold(self) -> None:
+        self.holds -= 1
+        self._maybe_release()
+
+    def _maybe_release(self) -> None:
+        if not self.alive and self.holds == 0 and not self.released:
+            self.released = True  # queued once
+            self.defer(self._release)
+
+    def _release(self) -> None:
+        """§12 "At release": links auto-detach (defunct), legacy programs are put."""
+        for hook in self.hooks.values():
+            for entry in hook.entries:
+                if entry.link is not None:
+                    entry.link.cgroup = None
+                else:
+                    entry.current.put()
+        self.hooks.clear()
+        if self.up is not None:
+            self.up.unhold()
+
+    # --- BPF state (§3, §6) --------------------------------------------------------------
+
+    def hook(self, attach_type: int) -> Hook:
+        return self.hooks.setdefault(attach_type, Hook())
+
+    def compute_effective(self, attach_type: int) -> list[Prog]:
+        """§6: walk C, parent, ..., root; a level counts if nothing was collected below it
+        or it is MULTI.  PREORDER entries first, root-most level first; then the others,
+        C's level first; list order within a level."""
+        levels: list[list[Entry]] = []
+        n = 0
+        for c in [self, *self.ancestors()]:
+            hook = c.hooks.get(attach_type)
+            if hook is None or not hook.entries:
+                continue
+            if n == 0 or hook.mode == uapi.AttachMode.MULTI:
+                levels.append(hook.entries)
+                n += len(hook.entries)
+        pre = [e for level in reversed(levels) for e in level if e.preorder]
+        post = [e for level in levels for e in level if not e.preorder]
+        return [e.current for e in pre + post]
+
+    def commit(self, attach_type: int) -> None:
+        """A successful change of ``list[C,T]``: revision + 1, mode reset if the list is
+        empty, effective arrays of the subtree recomputed (§4 step 17, §6)."""
+        hook = self.hook(attach_type)
+        hook.revision += 1
+        if not hook.entries:
+            hook.mode = 0
+        for c in self.subtree():
+            c.hook(attach_type).effective = c.compute_effective(attach_type)
+
+    def detach_link(self, link: Link) -> None:
+        """Remove a link's entry; the link becomes defunct (§11 release, LINK_DETACH)."""
+        hook = self.hook(link.attach_type)
+        hook.entries = [e for e in hook.entries if e.link is not link]
+        link.cgroup = None
+        self.commit(link.attach_type)

@@ -1,0 +1,402 @@
+"""bpf(2) in the model: the attr-size rules (§1.4), the command table, and the commands
+that are not cgroup attachment (those are in :mod:`.attach`): maps, PROG_LOAD, pinning,
+IDs and GET_INFO_BY_FD.
+
+The outputs go back into the caller's memory exactly where the kernel writes them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from .. import uapi
+from ..uapi import Cmd
+from . import attach, bpffs, memory, verifier
+from .memory import Attr, fail
+from .objects import IdSpace, Link, Map, Obj, Prog
+from .process import ObjFile, Process, open_flags
+from .vfs import PATH_MAX, Dir, R, W
+
+Handler = Callable[[Process, Attr], int]
+
+MAP_VALUE_MAX = 1 << 20  # the model's value-size limit (E2BIG); the kernel's is larger
+MAP_BYTES_MAX = 1 << 32  # the model's limit on max_entries x element size (E2BIG)
+HASH_KEY_MAX = 512  # MAX_BPF_STACK
+INSNS_MAX = 1_000_000  # BPF_COMPLEXITY_LIMIT_INSNS
+LICENSE_MAX = 127
+LOG_LEVEL_MASK = 15
+PROG_INFO_SIZE = 232  # §1.4
+MAP_INFO_SIZE = 88  # [S] struct bpf_map_info up to map_extra
+NET_ADMIN_TYPES = {uapi.ProgType.SCHED_CLS, uapi.ProgType.XDP, uapi.ProgType.SOCK_OPS,
+                   uapi.ProgType.CGROUP_DEVICE, uapi.ProgType.CGROUP_SOCK,
+                   uapi.ProgType.CGROUP_SOCK_ADDR, uapi.ProgType.CGROUP_SOCKOPT,
+                   uapi.ProgType.CGROUP_SYSCTL}
+#: PROG_LOAD fields the model does not implement: they must be zero (EINVAL).
+UNSUPPORTED_LOAD_FIELDS = ("prog_flags", "prog_ifindex", "prog_btf_fd", "func_info_rec_size",
+                           "func_info", "func_info_cnt", "line_info_rec_size", "line_info",
+                           "line_info_cnt", "attach_btf_id", "attach_prog_fd")
+
+
+def bpf(proc: Process, cmd: int, attr_obj: Any, size: int | None) -> int:
+    """The syscall: size rules first (E2BIG), then the command (unknown: EINVAL)."""
+    attr = Attr(attr_obj, size)
+    feature, handler = COMMANDS.get(cmd, (None, None))
+    if handler is None or (feature and not proc.machine.profile.has(feature)):
+        raise fail(errno.EINVAL)
+    return handler(proc, attr)
+
+
+def _name(attr: Attr, layout: type[uapi.Layout], field: str) -> bytes:
+    """``bpf_obj_name_cpy``: alphanumerics, '_' and '.', NUL-terminated in 16 bytes."""
+    off = getattr(layout, field).offset
+    raw = attr.raw[off : off + uapi.BPF_OBJ_NAME_LEN]
+    name = raw.split(b"\0", 1)[0]
+    if len(name) == len(raw) or not all(chr(c).isalnum() or c in b"_." for c in name):
+        raise fail(errno.EINVAL)
+    return name
+
+
+def _path(ptr: int) -> str:
+    """``getname``: EFAULT, ENOENT (empty), ENAMETOOLONG."""
+    raw = memory.read_str(ptr, PATH_MAX)
+    if not raw:
+        raise fail(errno.ENOENT)
+    if len(raw) >= PATH_MAX:
+        raise fail(errno.ENAMETOOLONG)
+    return os.fsdecode(raw)
+
+
+# --- maps ------------------------------------------------------------------------------
+
+
+def map_create(proc: Process, attr: Attr) -> int:
+    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_CREATE))
+    a = attr.view(uapi.MapCreateAttr)
+    if a.map_type not in (uapi.MapType.ARRAY, uapi.MapType.HASH):
+        raise fail(errno.EINVAL)
+    is_array = a.map_type == uapi.MapType.ARRAY
+    if 0 in (a.max_entries, a.key_size, a.value_size) or a.map_flags or (
+            is_array and a.key_size != 4):
+        raise fail(errno.EINVAL)
+    elem = (a.value_size + 7) // 8 * 8 + (0 if is_array else a.key_size)
+    if (a.key_size > HASH_KEY_MAX or a.value_size > MAP_VALUE_MAX
+            or a.max_entries * elem > MAP_BYTES_MAX):
+        raise fail(errno.E2BIG)
+    if not proc.bpf_capable():  # unprivileged_bpf_disabled (§15)
+        raise fail(errno.EPERM)
+    name = _name(attr, uapi.MapCreateAttr, "map_name")
+    m = proc.machine
+    new = Map(m.maps, m.defer, map_type=a.map_type, key_size=a.key_size,
+              value_size=a.value_size, max_entries=a.max_entries, flags=0, name=name)
+    return proc.install(ObjFile(new.publish()))
+
+
+def _map(proc: Process, fd: int, access: int) -> Map:
+    """The map behind ``fd``, which must allow ``access`` (R and/or W): else EPERM."""
+    m = proc.obj(fd, Map)
+    mode = proc.access(fd)
+    if (access & R and mode == os.O_WRONLY) or (access & W and mode == os.O_RDONLY):
+        raise fail(errno.EPERM)
+    return m
+
+
+def map_lookup(proc: Process, attr: Attr) -> int:
+    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_LOOKUP_ELEM))
+    a = attr.view(uapi.MapElemAttr)
+    if a.flags:  # only BPF_F_LOCK exists, and no model map has a spin lock
+        raise fail(errno.EINVAL)
+    m = _map(proc, a.map_fd, R)
+    value = m.lookup(memory.read(a.key, m.key_size))
+    memory.write(a.value, value)
+    return 0
+
+
+def map_update(proc: Process, attr: Attr) -> int:
+    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_UPDATE_ELEM))
+    a = attr.view(uapi.MapElemAttr)
+    m = _map(proc, a.map_fd, W)
+    if a.flags & 4:  # BPF_F_LOCK without a spin lock
+        raise fail(errno.EINVAL)
+    key = memory.read(a.key, m.key_size)
+    m.update(key, memory.read(a.value, m.value_size), a.flags)
+    return 0
+
+
+def map_delete(proc: Process, attr: Attr) -> int:
+    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_DELETE_ELEM))
+    a = attr.view(uapi.MapElemAttr)
+    m = _map(proc, a.map_fd, W)
+    m.delete(memory.read(a.key, m.key_size))
+    return 0
+
+
+def map_next_key(proc: Process, attr: Attr) -> int:
+    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_GET_NEXT_KEY))
+    a = attr.view(uapi.MapElemAttr)  # next_key is the `value` slot
+    m = _map(proc, a.map_fd, R)
+    key = memory.read(a.key, m.key_size) if a.key else None
+    memory.write(a.value, m.next_key(key))
+    return 0
+
+
+# --- PROG_LOAD (§2) --------------------------------------------------------------------
+
+
+def load_eat(proc: Process, prog_type: int, eat: int) -> int:
+    """§2.1: fix up and check ``expected_attach_type`` (CGROUP_SOCK: 0 means
+    SOCK_CREATE; SKB, SOCK, SOCK_ADDR and SOCKOPT need one of their own attach types)."""
+    if prog_type == uapi.ProgType.CGROUP_SOCK and eat == 0:
+        eat = uapi.AttachType.CGROUP_INET_SOCK_CREATE
+    checked = uapi.EAT_ENFORCED | {uapi.ProgType.CGROUP_SKB}
+    if prog_type in checked and not (proc.machine.profile.knows_attach_type(eat)
+                                     and uapi.CGROUP_PROG_TYPE[uapi.AttachType(eat)]
+                                     == prog_type):
+        raise fail(errno.EINVAL)
+    return eat
+
+
+def prog_load(proc: Process, attr: Attr) -> int:
+    """PROG_LOAD in ``bpf_prog_load``'s order; the checks of :mod:`.verifier` last."""
+    attr.check_tail(proc.machine.profile.attr_end(Cmd.PROG_LOAD))
+    a = attr.view(uapi.ProgLoadAttr)
+    if any(getattr(a, f) for f in UNSUPPORTED_LOAD_FIELDS):
+        raise fail(errno.EINVAL)
+    if not proc.bpf_capable():  # unprivileged_bpf_disabled
+        raise fail(errno.EPERM)
+    if a.insn_cnt == 0 or a.insn_cnt > INSNS_MAX:
+        raise fail(errno.E2BIG)
+    ptype = a.prog_type
+    net_admin = proc.capable("CAP_NET_ADMIN") or proc.capable("CAP_SYS_ADMIN")
+    if (ptype in NET_ADMIN_TYPES and not net_admin) or ptype == uapi.ProgType.LSM:
+        # LSM: the BPF LSM is not active on the reference machine (§2.1)
+        raise fail(errno.EPERM)
+    if ptype == uapi.ProgType.KPROBE and not proc.capable("CAP_SYS_ADMIN"):  # perfmon
+        raise fail(errno.EPERM)
+    eat = load_eat(proc, ptype, a.expected_attach_type)
+    code = memory.read(a.insns, a.insn_cnt * 8)
+    memory.read_str(a.license, LICENSE_MAX)
+    if ptype not in set(uapi.ProgType):
+        raise fail(errno.EINVAL)
+    name = _name(attr, uapi.ProgLoadAttr, "prog_name")
+    if (bool(a.log_buf) != bool(a.log_size) or (a.log_buf and not a.log_level)
+            or a.log_level & ~LOG_LEVEL_MASK or a.log_size > 0xFFFFFFFF >> 2):
+        raise fail(errno.EINVAL)
+    insns = verifier.decode(code)
+    maps: dict[int, Map | None] = {
+        fd: f.obj if isinstance(f, ObjFile) and isinstance(f.obj, Map) else None
+        for fd, f in proc.fds.items()}
+    try:
+        used = verifier.check(insns, maps)
+        enforce = verifier.check_return(ptype, eat, insns)
+    except verifier.Rejected as e:
+        _log(a, e.log + "\n")
+        raise fail(e.errno) from None
+    _log(a, f"processed {len(insns)} insns (limit {INSNS_MAX}) max_states_per_insn 0 "
+            f"total_states 0 peak_states 0 mark_read 0\n")
+    m = proc.machine
+    prog = Prog(m.progs, m.defer, prog_type=ptype, expected_attach_type=eat, insns=code,
+                tag=verifier.tag(insns), name=name, maps=used, enforce_eat=enforce,
+                uid=proc.cred.uid)
+    return proc.install(ObjFile(prog.publish()))
+
+
+def _log(a: Any, text: str) -> None:
+    """Write the verifier log (a rotating log keeps the tail; ENOSPC if it did not fit)."""
+    if not a.log_level or not a.log_buf:
+        return
+    data = text.encode()
+    fits = len(data) < a.log_size
+    if not fits:
+        fixed = a.log_level & 8  # BPF_LOG_FIXED keeps the head
+        data = data[: a.log_size - 1] if fixed else data[len(data) - a.log_size + 1 :]
+    memory.write(a.log_buf, data + b"\0")
+    if not fits:
+        raise fail(errno.ENOSPC)
+
+
+# --- pinning (§11) ---------------------------------------------------------------------
+
+
+def _obj_args(proc: Process, attr: Attr, cmd: Cmd, allowed: int) -> tuple[Any, bool]:
+    """OBJ_PIN/OBJ_GET common checks; returns the attr and the ``path_fd`` base."""
+    profile = proc.machine.profile
+    attr.check_tail(profile.attr_end(cmd))
+    a = attr.view(uapi.ObjAttr)
+    path_fd = uapi.F_PATH_FD if profile.has("obj_path_fd") else 0
+    if a.file_flags & ~(allowed | path_fd) or (cmd == Cmd.OBJ_GET and a.bpf_fd):
+        raise fail(errno.EINVAL)
+    if not a.file_flags & uapi.F_PATH_FD and a.path_fd:
+        raise fail(errno.EINVAL)
+    return a, bool(a.file_flags & uapi.F_PATH_FD)
+
+
+def _base(proc: Process, path: str, use_path_fd: bool, path_fd: int) -> Dir | None:
+    """The directory a relative path starts from (``AT_FDCWD``: the model's cwd is /)."""
+    if not use_path_fd or path.startswith("/") or path_fd == -100:
+        return None
+    return proc.dir(path_fd)
+
+
+def obj_pin(proc: Process, attr: Attr) -> int:
+    a, use_path_fd = _obj_args(proc, attr, Cmd.OBJ_PIN, 0)
+    file = proc.fds.get(a.bpf_fd)
+    if not isinstance(file, ObjFile):  # bpf_fd_probe_obj: EINVAL, even for a bad fd
+        raise fail(errno.EINVAL)
+    path = _path(a.pathname)
+    bpffs.pin(proc.machine.vfs, file.obj, path, _base(proc, path, use_path_fd, a.path_fd),
+              proc.cred)
+    return 0
+
+
+def obj_get(proc: Process, attr: Attr) -> int:
+    a, use_path_fd = _obj_args(proc, attr, Cmd.OBJ_GET, uapi.F_RDONLY | uapi.F_WRONLY)
+    access = open_flags(a.file_flags)
+    path = _path(a.pathname)
+    want = {os.O_RDONLY: R, os.O_WRONLY: W, os.O_RDWR: R | W}[access]
+    obj = bpffs.get(proc.machine.vfs, path, _base(proc, path, use_path_fd, a.path_fd),
+                    proc.cred, want)
+    if isinstance(obj, Link) and access != os.O_RDWR:
+        raise fail(errno.EINVAL)
+    return proc.install(ObjFile(obj, access if isinstance(obj, Map) else os.O_RDWR))
+
+
+# --- IDs (§13) -------------------------------------------------------------------------
+
+
+def _ids(proc: Process, cmd: int) -> IdSpace[Any]:
+    m = proc.machine
+    spaces: dict[int, IdSpace[Any]] = {Cmd.PROG_GET_NEXT_ID: m.progs, Cmd.MAP_GET_NEXT_ID: m.maps,
+            Cmd.LINK_GET_NEXT_ID: m.links, Cmd.PROG_GET_FD_BY_ID: m.progs,
+              Cmd.MAP_GET_FD_BY_ID: m.maps, Cmd.LINK_GET_FD_BY_ID: m.links}
+    return spaces[cmd]
+
+
+def get_next_id(cmd: Cmd) -> Handler:
+    def handler(proc: Process, attr: Attr) -> int:
+        attr.check_tail(proc.machine.profile.attr_end(cmd))
+        a = attr.view(uapi.GetIdAttr)
+        if a.start_id >= 2**31 - 1:
+            raise fail(errno.EINVAL)
+        if not proc.capable("CAP_SYS_ADMIN"):
+            raise fail(errno.EPERM)
+        nxt = _ids(proc, cmd).next_after(a.start_id)
+        if nxt is None:
+            raise fail(errno.ENOENT)
+        attr.put(uapi.GetIdAttr, "next_id", nxt)
+        return 0
+    return handler
+
+
+def get_fd_by_id(cmd: Cmd) -> Handler:
+    def handler(proc: Process, attr: Attr) -> int:
+        attr.check_tail(proc.machine.profile.attr_end(cmd))
+        a = attr.view(uapi.GetIdAttr)
+        if a.open_flags & ~(uapi.F_RDONLY | uapi.F_WRONLY):
+            raise fail(errno.EINVAL)
+        if not proc.capable("CAP_SYS_ADMIN"):
+            raise fail(errno.EPERM)
+        access = open_flags(a.open_flags)
+        obj: Obj | None = _ids(proc, cmd).get(a.start_id)
+        if obj is None or obj.refs == 0:
+            raise fail(errno.ENOENT)
+        return proc.install(ObjFile(obj, access))
+    return handler
+
+
+# --- OBJ_GET_INFO_BY_FD (§13) ----------------------------------------------------------
+
+
+def get_info(proc: Process, attr: Attr) -> int:
+    attr.check_tail(proc.machine.profile.attr_end(Cmd.OBJ_GET_INFO_BY_FD))
+    a = attr.view(uapi.InfoAttr)
+    file = proc.fds.get(a.bpf_fd)
+    if file is None:
+        raise fail(errno.EBADFD)
+    obj = file.obj if isinstance(file, ObjFile) else None
+    layout: type[uapi.Layout]
+    if isinstance(obj, Link) and proc.machine.profile.has("link_ids"):
+        layout, size, kind = uapi.LinkInfo, proc.machine.profile.link_info_size, 3
+    elif isinstance(obj, Prog):
+        layout, size, kind = uapi.ProgInfo, PROG_INFO_SIZE, obj.type
+    elif isinstance(obj, Map):
+        layout, size, kind = uapi.MapInfo, MAP_INFO_SIZE, obj.type
+    else:
+        raise fail(errno.EINVAL)
+    # bpf_check_uarg_tail_zero: a longer user struct must be zero past ours
+    if a.info_len > memory.PAGE or (a.info_len > size and not memory.is_zero(
+            a.info + size, a.info_len - size)):
+        raise fail(errno.E2BIG)
+    # The caller's struct is read in, the model's fields written over it, and sent back:
+    # bytes the model does not fill keep the caller's values, as in the kernel.
+    n = min(a.info_len, size)
+    user = memory.read(a.info, n)
+    buf = bytearray(user) + bytes(max(size, ctypes.sizeof(layout)) - n)
+    info = layout.from_buffer(buf)
+    info.type, info.id = kind, obj.id
+    FILL[layout](info, obj, layout.from_buffer_copy(bytes(buf)))
+    memory.write(a.info, bytes(buf[:n]))
+    attr.put(uapi.InfoAttr, "info_len", n)
+    return 0
+
+
+def _fill_link(info: Any, link: Any, _user: Any) -> None:
+    """§13: prog_id, cgroup_id (0 when defunct), attach_type; nothing else is written."""
+    info.prog_id = link.prog.id
+    info.cgroup_id = link.cgroup.ino if link.cgroup is not None else 0
+    info.attach_type = link.attach_type
+
+
+def _fill_prog(info: Any, prog: Any, user: Any) -> None:
+    """Tag, name, uid, lengths; the instructions and map IDs go into the caller's arrays
+    when it passed them (``xlated_prog_insns``/``map_ids`` with a non-zero length)."""
+    info.tag[:] = list(prog.tag)
+    info.name = prog.name
+    info.created_by_uid = prog.uid
+    info.jited_prog_len, info.xlated_prog_len = 0, len(prog.insns)  # the model has no JIT
+    if user.xlated_prog_len and user.xlated_prog_insns:
+        memory.write(user.xlated_prog_insns, prog.insns[: user.xlated_prog_len])
+    ids = [m.id for m in prog.maps]
+    info.nr_map_ids = len(ids)
+    if user.nr_map_ids and user.map_ids:
+        k = min(user.nr_map_ids, len(ids))
+        memory.write(user.map_ids, struct.pack(f"<{k}I", *ids[:k]))
+
+
+def _fill_map(info: Any, m: Any, _user: Any) -> None:
+    info.key_size, info.value_size = m.key_size, m.value_size
+    info.max_entries, info.map_flags, info.name = m.max_entries, m.flags, m.name
+
+
+FILL: dict[type[uapi.Layout], Callable[[Any, Any, Any], None]] = {
+    uapi.LinkInfo: _fill_link, uapi.ProgInfo: _fill_prog, uapi.MapInfo: _fill_map}
+
+
+#: cmd -> (the profile feature it needs, or None; the handler)
+COMMANDS: dict[int, tuple[str | None, Handler]] = {
+    Cmd.MAP_CREATE: (None, map_create),
+    Cmd.MAP_LOOKUP_ELEM: (None, map_lookup),
+    Cmd.MAP_UPDATE_ELEM: (None, map_update),
+    Cmd.MAP_DELETE_ELEM: (None, map_delete),
+    Cmd.MAP_GET_NEXT_KEY: (None, map_next_key),
+    Cmd.PROG_LOAD: (None, prog_load),
+    Cmd.OBJ_PIN: (None, obj_pin),
+    Cmd.OBJ_GET: (None, obj_get),
+    Cmd.PROG_ATTACH: (None, attach.prog_attach),
+    Cmd.PROG_DETACH: (None, attach.prog_detach),
+    Cmd.PROG_QUERY: (None, attach.prog_query),
+    Cmd.PROG_GET_NEXT_ID: (None, get_next_id(Cmd.PROG_GET_NEXT_ID)),
+    Cmd.MAP_GET_NEXT_ID: (None, get_next_id(Cmd.MAP_GET_NEXT_ID)),
+    Cmd.LINK_GET_NEXT_ID: ("link_ids", get_next_id(Cmd.LINK_GET_NEXT_ID)),
+    Cmd.PROG_GET_FD_BY_ID: (None, get_fd_by_id(Cmd.PROG_GET_FD_BY_ID)),
+    Cmd.MAP_GET_FD_BY_ID: (None, get_fd_by_id(Cmd.MAP_GET_FD_BY_ID)),
+    Cmd.LINK_GET_FD_BY_ID: ("link_ids", get_fd_by_id(Cmd.LINK_GET_FD_BY_ID)),
+    Cmd.OBJ_GET_INFO_BY_FD: (None, get_info),
+    Cmd.LINK_CREATE: ("links", attach.link_create),
+    Cmd.LINK_UPDATE: ("links", attach.link_update),
+    Cmd.LINK_DETACH: ("link_detach", attach.link_detach),
+}

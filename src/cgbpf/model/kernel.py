@@ -1,0 +1,199 @@
+"""``ModelKernel``: the :class:`~cgbpf.kernel.Kernel` protocol on a model machine.
+
+One ``ModelKernel`` is one process on one :class:`~.machine.Machine`; :meth:`process`
+starts another process on the same machine.  Every method is a system call: it first
+runs the deferred kernel work that is due (see :mod:`.machine`), then fails with
+``OSError(errno)`` exactly where the kernel would.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+from collections.abc import Iterable
+
+from ..kernel.protocol import CAPABILITIES
+from . import bpffs, commands
+from .bpffs import BpfDir
+from .cgroupfs import Cgroup
+from .machine import CGROUP_ROOT, Machine
+from .memory import fail
+from .process import DirFile, Process, SocketFile
+from .profiles import Profile
+from .vfs import Cred, Dir, R, W
+
+
+class ModelKernel:
+    """A pure-Python kernel (Linux 6.18 by default) behind the ``Kernel`` protocol.
+
+    ``version``: a version string known to :meth:`Profile.of` or a :class:`Profile`.
+    ``lag``: how many system calls still see the state before deferred kernel work runs.
+    ``id_start``: the first program/map/link ID (to exercise wrap-around near INT_MAX).
+    ``caps``, ``uid``, ``umask``: the first process's credentials (default: all of
+    CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF; uid 0; umask 022).
+    """
+
+    name = "model"
+
+    def __init__(self, version: str | Profile = "6.18", *, lag: int = 1, id_start: int = 1,
+                 caps: Iterable[str] | None = None, uid: int = 0, umask: int = 0o022) -> None:
+        profile = version if isinstance(version, Profile) else Profile.of(version)
+        self._machine = Machine(profile, lag=lag, id_start=id_start)
+        self._proc = self._spawn(caps, uid, umask)
+
+    def _spawn(self, caps: Iterable[str] | None, uid: int, umask: int) -> Process:
+        m = self._machine
+        m.next_pid += 1
+        all_caps = frozenset(CAPABILITIES) if caps is None else frozenset(caps)
+        return Process(m, m.next_pid, all_caps, Cred(uid, umask))
+
+    def __repr__(self) -> str:
+        return f"ModelKernel({self.profile.name!r}, pid={self._proc.pid})"
+
+    # --- model-only ------------------------------------------------------------------
+
+    @property
+    def profile(self) -> Profile:
+        return self._machine.profile
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def process(self, *, caps: Iterable[str] | None = None, uid: int | None = None,
+                umask: int | None = None, fork: bool = False) -> ModelKernel:
+        """Another process on the same machine, with its own fd table.  ``fork=True``
+        copies this process's fds (shared open files, like ``fork()``) and, unless
+        given, its credentials; otherwise it has all capabilities, uid 0 and umask 022."""
+        parent = self._proc
+        view = object.__new__(ModelKernel)
+        view._machine = self._machine
+        view._proc = view._spawn(
+            caps if caps is not None else parent.caps if fork else None,
+            uid if uid is not None else parent.cred.uid if fork else 0,
+            umask if umask is not None else parent.cred.umask if fork else 0o022)
+        if fork:
+            for fd, file in parent.fds.items():
+                view._proc.fds[fd] = file
+                file.count += 1
+        return view
+
+    def exit(self) -> None:
+        """The process exits: all its fds are closed (later calls give ESRCH)."""
+        self._enter()
+        self._proc.exit()
+
+    def socket(self, cgroup_path: str) -> int:
+        """A socket created by a task in ``cgroup_path``: it holds that cgroup's BPF state
+        until closed, so a removed cgroup's links are not auto-detached before (§12)."""
+        self._enter()
+        node = self._machine.vfs.lookup(cgroup_path)
+        if not isinstance(node, Cgroup):
+            raise fail(errno.EINVAL)
+        return self._proc.install(SocketFile(node))
+
+    def settle(self) -> None:
+        """Run all deferred kernel work now (pin-unlink detach, cgroup release)."""
+        self._machine.settle()
+
+    @property
+    def pending(self) -> int:
+        """How many pieces of deferred kernel work are queued."""
+        return self._machine.pending
+
+    # --- the Kernel protocol ---------------------------------------------------------
+
+    def _enter(self) -> None:
+        if self._proc.exited:
+            raise fail(errno.ESRCH)
+        self._machine.enter()
+
+    @property
+    def cgroup_root(self) -> str:
+        return CGROUP_ROOT
+
+    def bpf(self, cmd: int, attr: ctypes.Structure, size: int | None = None) -> int:
+        self._enter()
+        return commands.bpf(self._proc, cmd, attr, size)
+
+    def open_dir(self, path: str, *, path_only: bool = False) -> int:
+        self._enter()
+        node = self._machine.vfs.lookup(path)
+        if not isinstance(node, Dir):
+            raise fail(errno.ENOTDIR)
+        if not path_only and not node.may(self._proc.cred, R):
+            raise fail(errno.EACCES)
+        return self._proc.install(DirFile(node, path_only))
+
+    def close(self, fd: int) -> None:
+        self._enter()
+        self._proc.close(fd)
+
+    def dup(self, fd: int) -> int:
+        self._enter()
+        return self._proc.install(self._proc.file(fd))
+
+    def _parent(self, path: str, *, exists: bool) -> tuple[Dir, str]:
+        """The directory holding ``path`` (which must or must not exist), writable."""
+        parent, name = self._machine.vfs.parent(path)
+        if (name in parent.children) != exists:
+            raise fail(errno.EEXIST if not exists else errno.ENOENT)
+        if not parent.may(self._proc.cred, W):
+            raise fail(errno.EACCES)
+        return parent, name
+
+    def mkdir(self, path: str) -> None:
+        self._enter()
+        parent, name = self._parent(path, exists=False)
+        parent.mkdir(name, self._proc.cred)
+
+    def rmdir(self, path: str) -> None:
+        self._enter()
+        parent, name = self._parent(path, exists=True)
+        parent.rmdir(name)
+
+    def unlink(self, path: str) -> None:
+        self._enter()
+        parent, name = self._parent(path, exists=True)
+        parent.unlink(name)
+
+    def fs_magic(self, path: str) -> int:
+        self._enter()
+        return self._machine.vfs.lookup(path).fs.magic
+
+    def fd_kind(self, fd: int) -> str:
+        self._enter()
+        return self._proc.file(fd).kind
+
+    def fdinfo(self, fd: int) -> dict[str, str]:
+        self._enter()
+        return dict(self._proc.file(fd).fdinfo(self._machine))
+
+    def cgroup_id(self, path: str) -> int:
+        self._enter()
+        return self._machine.vfs.lookup(path).ino
+
+    def has_capability(self, name: str) -> bool:
+        return self._proc.capable(name)
+
+    def mount_bpffs(self, path: str) -> None:
+        self._enter()
+        if not self._proc.capable("CAP_SYS_ADMIN"):
+            raise fail(errno.EPERM)
+        node = self._machine.vfs.lookup(path)
+        if not isinstance(node, Dir):
+            raise fail(errno.ENOTDIR)
+        self._machine.vfs.mount(node, bpffs.new_mount())
+
+    def umount(self, path: str) -> None:
+        """Unmount a bpffs (its pins are evicted); the model's other mounts are busy."""
+        self._enter()
+        if not self._proc.capable("CAP_SYS_ADMIN"):
+            raise fail(errno.EPERM)
+        node = self._machine.vfs.lookup(path)
+        if not isinstance(node, Dir) or node.covers is None:
+            raise fail(errno.EINVAL)
+        if not isinstance(node, BpfDir):
+            raise fail(errno.EBUSY)
+        node.covers.mounted, node.covers = None, None
+        bpffs.unmount(node)

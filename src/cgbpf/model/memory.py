@@ -1,0 +1,98 @@
+"""The caller's memory, as the kernel reaches it: ``copy_from_user``/``copy_to_user``.
+
+The model runs in the caller's process, so a user pointer is a real address read with
+``ctypes``.  Like the kernel, it refuses addresses outside user space with ``EFAULT``:
+below ``vm.mmap_min_addr`` (64 KiB, so NULL and small garbage) and above the x86_64 user
+limit.  It cannot tell a mapped from an unmapped address in between: **the model trusts
+any such pointer**, as a process reading its own memory does, and a wild one crashes the
+interpreter where the kernel would say EFAULT.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+from typing import Any
+
+from .. import uapi
+
+USER_MIN = 0x10000  # vm.mmap_min_addr
+USER_MAX = 0x7FFF_FFFF_F000  # TASK_SIZE_MAX on x86_64
+PAGE = 4096
+
+
+def fail(err: int) -> OSError:
+    """The kernel's answer ``-err`` as the exception every model call raises."""
+    return OSError(err, os.strerror(err))
+
+
+def _check(ptr: int, n: int) -> None:
+    if n and not USER_MIN <= ptr <= USER_MAX - n:
+        raise fail(errno.EFAULT)
+
+
+def read(ptr: int, n: int) -> bytes:
+    """``copy_from_user(ptr, n)``."""
+    _check(ptr, n)
+    return ctypes.string_at(ptr, n) if n else b""
+
+
+def write(ptr: int, data: bytes) -> None:
+    """``copy_to_user(ptr, data)``."""
+    _check(ptr, len(data))
+    if data:
+        ctypes.memmove(ptr, data, len(data))
+
+
+def read_str(ptr: int, limit: int) -> bytes:
+    """``strncpy_from_user``: the bytes before the NUL, at most ``limit`` of them.  Reads
+    page by page so it never touches memory past the NUL."""
+    out = b""
+    while len(out) < limit:
+        chunk = read(ptr + len(out), min(PAGE - (ptr + len(out)) % PAGE, limit - len(out)))
+        nul = chunk.find(b"\0")
+        if nul >= 0:
+            return out + chunk[:nul]
+        out += chunk
+    return out
+
+
+def is_zero(ptr: int, n: int) -> bool:
+    """``check_zeroed_user``."""
+    return not any(read(ptr, n))
+
+
+class Attr:
+    """A ``union bpf_attr`` as a command sees it (§1.4): the caller's first
+    ``min(size, 168)`` bytes, zero-extended to 168, and the caller's memory for outputs."""
+
+    def __init__(self, attr: ctypes.Structure | ctypes.Array[Any], size: int | None) -> None:
+        self.addr = ctypes.addressof(attr)
+        n = ctypes.sizeof(attr) if size is None else size % 2**32
+        # The model writes outputs only into memory the caller handed over; the kernel
+        # writes output fields whatever ``size`` was.
+        self.writable = max(n, ctypes.sizeof(attr))
+        if n > uapi.ATTR_MAX:
+            raise fail(errno.E2BIG)
+        if n > uapi.ATTR_SIZE and not is_zero(self.addr + uapi.ATTR_SIZE, n - uapi.ATTR_SIZE):
+            raise fail(errno.E2BIG)
+        n = min(n, uapi.ATTR_SIZE)
+        self.raw = read(self.addr, n) + bytes(uapi.ATTR_SIZE - n)
+
+    def check_tail(self, end: int) -> None:
+        """CHECK_ATTR: every byte after the command's last field must be zero (EINVAL)."""
+        if any(self.raw[end:]):
+            raise fail(errno.EINVAL)
+
+    def view(self, layout: type[uapi.Layout]) -> Any:
+        """The attr decoded with one of the ``uapi`` layouts (a copy)."""
+        return layout.from_buffer_copy(self.raw[: ctypes.sizeof(layout)])
+
+    def put(self, layout: type[uapi.Layout], field: str, value: int) -> None:
+        """Write one output field back into the caller's attr (``put_user``)."""
+        desc = getattr(layout, field)
+        if desc.offset + desc.size <= self.writable:
+            fmt = {4: "<I", 8: "<Q"}[desc.size]
+            write(self.addr + desc.offset, struct.pack(fmt, value))

@@ -1,0 +1,201 @@
+"""BPF objects (programs, maps, links), their global cyclic IDs and their refcounts.
+
+Every holder of an object (an open file, a bpffs pin, a legacy cgroup entry, a link, a
+program using a map) takes a reference with :meth:`Obj.get` and drops it with
+:meth:`Obj.put`.  The last ``put`` frees the object: its ID disappears and, for a link,
+the link is detached.  Only a link can be freed *deferred* (§11: the last pin unlinked);
+the machine runs that work later (see :mod:`cgbpf.model.machine`).
+
+Maps implement ARRAY (u32 keys, every element exists) and HASH with the kernel's
+E2BIG/ENOENT/EEXIST rules; no map flags are supported.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from .. import uapi
+from .memory import fail
+
+if TYPE_CHECKING:
+    from .cgroupfs import Cgroup
+
+INT_MAX = 2**31 - 1
+T = TypeVar("T")
+ObjT = TypeVar("ObjT", bound="Obj")
+Defer = Callable[[Callable[[], None]], None]
+
+
+class IdSpace(Generic[T]):
+    """``idr_alloc_cyclic(idr, obj, 1, INT_MAX)``: IDs are global, increasing and cyclic,
+    and a freed ID is only reused after the counter wraps (§13)."""
+
+    def __init__(self, start: int = 1) -> None:
+        self._next = start
+        self._objs: dict[int, T] = {}
+
+    def alloc(self, obj: T) -> int:
+        if len(self._objs) >= INT_MAX - 1:
+            raise fail(errno.ENOSPC)
+        while self._next in self._objs or not 1 <= self._next < INT_MAX:
+            self._next = self._next + 1 if self._next < INT_MAX else 1
+        ident, self._next = self._next, self._next + 1
+        self._objs[ident] = obj
+        return ident
+
+    def free(self, ident: int) -> None:
+        self._objs.pop(ident, None)
+
+    def get(self, ident: int) -> T | None:
+        return self._objs.get(ident)
+
+    def next_after(self, start: int) -> int | None:
+        """The smallest live ID above ``start`` (``idr_get_next``)."""
+        return min((i for i in self._objs if i > start), default=None)
+
+
+class Obj:
+    """A refcounted BPF object with an ID; ``kind`` is its anon-inode name (§1.3)."""
+
+    kind: ClassVar[str]
+    evict_deferred: ClassVar[bool] = False
+
+    def __init__(self, ids: IdSpace[Any], defer: Defer) -> None:
+        self.refs = 0
+        self._ids = ids
+        self._defer = defer
+        self.id = 0
+
+    def publish(self: ObjT) -> ObjT:
+        """Give the object its ID (``bpf_*_alloc_id``)."""
+        self.id = self._ids.alloc(self)
+        return self
+
+    def get(self: ObjT) -> ObjT:
+        self.refs += 1
+        return self
+
+    def put(self, *, evict: bool = False) -> None:
+        """Drop a reference.  The last one frees the object, as deferred kernel work if it
+        comes from inode eviction and the object is a link (§11: last pin unlinked)."""
+        self.refs -= 1
+        if self.refs == 0:
+            if evict and self.evict_deferred:
+                self._defer(self.free)
+            else:
+                self.free()
+
+    def free(self) -> None:
+        self._ids.free(self.id)
+
+
+class Map(Obj):
+    """An ARRAY or HASH map; ``data`` holds the elements that exist (keys as bytes)."""
+
+    kind = "bpf-map"
+
+    def __init__(self, ids: IdSpace[Map], defer: Defer, *,
+                 map_type: int, key_size: int, value_size: int, max_entries: int,
+                 flags: int, name: bytes) -> None:
+        super().__init__(ids, defer)
+        self.type, self.key_size, self.value_size = map_type, key_size, value_size
+        self.max_entries, self.flags, self.name = max_entries, flags, name
+        self.data: dict[bytes, bytes] = {}
+
+    @property
+    def is_array(self) -> bool:
+        return self.type == uapi.MapType.ARRAY
+
+    def _index(self, key: bytes) -> int | None:
+        i = int.from_bytes(key, "little")
+        return i if i < self.max_entries else None
+
+    def lookup(self, key: bytes) -> bytes:
+        if self.is_array:
+            if self._index(key) is None:
+                raise fail(errno.ENOENT)
+            return self.data.get(key, bytes(self.value_size))
+        if key not in self.data:
+            raise fail(errno.ENOENT)
+        return self.data[key]
+
+    def update(self, key: bytes, value: bytes, flags: int) -> None:
+        """``BPF_ANY`` = 0, ``BPF_NOEXIST`` = 1, ``BPF_EXIST`` = 2 (``BPF_F_LOCK`` unsupported)."""
+        if flags > 2:
+            raise fail(errno.EINVAL)
+        if self.is_array:
+            if self._index(key) is None:
+                raise fail(errno.E2BIG)
+            if flags == 1:
+                raise fail(errno.EEXIST)
+        elif key in self.data and flags == 1:
+            raise fail(errno.EEXIST)
+        elif key not in self.data and flags == 2:
+            raise fail(errno.ENOENT)
+        elif key not in self.data and len(self.data) >= self.max_entries:
+            raise fail(errno.E2BIG)
+        self.data[key] = value
+
+    def delete(self, key: bytes) -> None:
+        if self.is_array:
+            raise fail(errno.EINVAL)
+        if self.data.pop(key, None) is None:
+            raise fail(errno.ENOENT)
+
+    def next_key(self, key: bytes | None) -> bytes:
+        """``BPF_MAP_GET_NEXT_KEY``: the first key if ``key`` is None or absent."""
+        if self.is_array:
+            i = self._index(key) if key is not None else None
+            nxt = 0 if i is None else i + 1
+            if nxt >= self.max_entries:
+                raise fail(errno.ENOENT)
+            return nxt.to_bytes(4, "little")
+        keys = list(self.data)
+        pos = keys.index(key) + 1 if key in keys else 0
+        if pos >= len(keys):
+            raise fail(errno.ENOENT)
+        return keys[pos]
+
+
+class Prog(Obj):
+    """A loaded program.  It keeps the maps it uses alive."""
+
+    kind = "bpf-prog"
+
+    def __init__(self, ids: IdSpace[Prog], defer: Defer, *,
+                 prog_type: int, expected_attach_type: int, insns: bytes, tag: bytes,
+                 name: bytes, maps: list[Map], enforce_eat: bool, uid: int) -> None:
+        super().__init__(ids, defer)
+        self.type, self.expected_attach_type = prog_type, expected_attach_type
+        self.insns, self.tag, self.name, self.uid = insns, tag, name, uid
+        #: §2.1 note (a): a CGROUP_SKB EGRESS prog that may return 2 or 3.
+        self.enforce_eat = enforce_eat
+        self.maps = [m.get() for m in maps]
+
+    def free(self) -> None:
+        super().free()
+        for m in self.maps:
+            m.put()
+
+
+class Link(Obj):
+    """A cgroup bpf_link.  ``cgroup`` is None once the link is defunct (§11, §12); the
+    link keeps its (last) program either way."""
+
+    kind = "bpf_link"
+    evict_deferred = True
+
+    def __init__(self, ids: IdSpace[Link], defer: Defer,
+                 prog: Prog, attach_type: int) -> None:
+        super().__init__(ids, defer)
+        self.prog, self.attach_type = prog, attach_type
+        self.cgroup: Cgroup | None = None
+
+    def free(self) -> None:
+        """Last owner gone: an attached link is detached (§11), then the program put."""
+        if self.cgroup is not None:
+            self.cgroup.detach_link(self)
+        super().free()
+        self.prog.put()

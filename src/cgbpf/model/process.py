@@ -1,0 +1,207 @@
+"""Processes: credentials, capabilities and fd tables; open files and their fdinfo.
+
+An fd refers to an open :class:`File` (shared by ``dup`` and ``fork``); the file is
+released when its last fd is closed.  Releasing a BPF object file puts the object
+*synchronously* (closing the last link fd detaches at once, §11); releasing a socket
+drops its hold on the cgroup it was created in (§12).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING, TypeVar
+
+from .. import uapi
+from ..kernel.protocol import CAPABILITIES
+from .cgroupfs import Cgroup
+from .memory import fail
+from .objects import Link, Map, Obj, Prog
+from .vfs import Cred, Dir
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+#: mnt_id and inode number of the anonymous-inode mount every BPF fd lives on (§13).
+ANON_MNT_ID, ANON_INO = 15, 1038
+ObjT = TypeVar("ObjT", bound=Obj)
+
+
+class File:
+    """An open file description."""
+
+    kind = "other"
+    flags = os.O_RDWR | os.O_CLOEXEC
+    mnt_id, ino = 0, 0
+
+    def __init__(self) -> None:
+        self.count = 0  # fds referring to this file, in every process
+
+    def release(self) -> None:
+        """The last fd was closed."""
+
+    def fdinfo(self, machine: Machine) -> list[tuple[str, str]]:
+        """``/proc/PID/fdinfo/FD`` lines: the common head (§13 line order)."""
+        return [("pos", "0"), ("flags", f"0{self.flags:o}"), ("mnt_id", str(self.mnt_id)),
+                ("ino", str(self.ino))]
+
+
+class DirFile(File):
+    """An open directory (``O_PATH`` or read-only)."""
+
+    def __init__(self, node: Dir, path_only: bool) -> None:
+        super().__init__()
+        self.node = node
+        self.flags = os.O_CLOEXEC | os.O_DIRECTORY | (os.O_PATH if path_only else os.O_RDONLY)
+        self.mnt_id, self.ino = node.fs.mnt_id, node.ino
+
+
+class SocketFile(File):
+    """A socket created in a cgroup: it holds that cgroup's BPF state (§12)."""
+
+    def __init__(self, cgroup: Cgroup) -> None:
+        super().__init__()
+        self.cgroup = cgroup
+        cgroup.hold()
+
+    def release(self) -> None:
+        self.cgroup.unhold()
+
+
+class ObjFile(File):
+    """An anonymous-inode fd for a program, map or link; holds one reference."""
+
+    mnt_id, ino = ANON_MNT_ID, ANON_INO
+
+    def __init__(self, obj: Obj, access: int = os.O_RDWR) -> None:
+        super().__init__()
+        self.obj = obj.get()
+        self.kind = obj.kind
+        # bpf_link_new_fd opens links with O_CLOEXEC only (§13: "flags: 02000000").
+        self.flags = os.O_CLOEXEC | (0 if isinstance(obj, Link) else access)
+
+    def release(self) -> None:
+        self.obj.put()
+
+    def fdinfo(self, machine: Machine) -> list[tuple[str, str]]:
+        obj, lines = self.obj, super().fdinfo(machine)
+        if isinstance(obj, Prog):
+            lines += [("prog_type", str(obj.type)), ("prog_jited", "0"),
+                      ("prog_tag", obj.tag.hex()), ("memlock", "4096"),
+                      ("prog_id", str(obj.id)), ("run_time_ns", "0"), ("run_cnt", "0"),
+                      ("recursion_misses", "0"), ("verified_insns", str(len(obj.insns) // 8))]
+        elif isinstance(obj, Map):
+            lines += [("map_type", str(obj.type)), ("key_size", str(obj.key_size)),
+                      ("value_size", str(obj.value_size)),
+                      ("max_entries", str(obj.max_entries)), ("map_flags", f"{obj.flags:#x}"),
+                      ("map_extra", "0x0"), ("memlock", "4096"), ("map_id", str(obj.id)),
+                      ("frozen", "0")]
+        elif isinstance(obj, Link) and machine.profile.has("link_ids"):
+            cgroup_id = obj.cgroup.ino if obj.cgroup is not None else 0
+            lines += [("link_type", "cgroup"), ("link_id", str(obj.id)),
+                      ("prog_tag", obj.prog.tag.hex()), ("prog_id", str(obj.prog.id)),
+                      ("cgroup_id", str(cgroup_id)), ("attach_type", str(obj.attach_type))]
+        return lines
+
+
+class Process:
+    """A process: credentials, capabilities and an fd table (0-2 are open "other" files)."""
+
+    def __init__(self, machine: Machine, pid: int, caps: frozenset[str], cred: Cred) -> None:
+        unknown = caps - CAPABILITIES.keys()
+        if unknown:
+            raise ValueError(f"unknown capabilities {sorted(unknown)}; known: {list(CAPABILITIES)}")
+        self.machine, self.pid, self.caps, self.cred = machine, pid, caps, cred
+        self.fds: dict[int, File] = {}
+        self.exited = False
+        stdio = File()
+        for _ in range(3):
+            self.install(stdio)
+
+    # --- credentials -----------------------------------------------------------------
+
+    def capable(self, cap: str) -> bool:
+        """Whether the process has ``cap`` (CAP_BPF exists from 5.8, §15)."""
+        return cap in self.caps and (cap != "CAP_BPF" or self.machine.profile.has("cap_bpf"))
+
+    def bpf_capable(self) -> bool:
+        """``bpf_capable()``: CAP_BPF or CAP_SYS_ADMIN."""
+        return self.capable("CAP_BPF") or self.capable("CAP_SYS_ADMIN")
+
+    def net_capable(self) -> bool:
+        """``bpf_net_capable()`` (6.7+: CAP_NET_ADMIN or CAP_SYS_ADMIN; before, only
+        CAP_NET_ADMIN counts, §19)."""
+        return self.capable("CAP_NET_ADMIN") or (
+            self.machine.profile.has("bpf_net_capable") and self.capable("CAP_SYS_ADMIN"))
+
+    # --- the fd table ----------------------------------------------------------------
+
+    def install(self, file: File) -> int:
+        """Give ``file`` the lowest free fd."""
+        fd = next(i for i in range(len(self.fds) + 1) if i not in self.fds)
+        self.fds[fd] = file
+        file.count += 1
+        return fd
+
+    def file(self, fd: int) -> File:
+        try:
+            return self.fds[fd]
+        except KeyError:
+            raise fail(errno.EBADF) from None
+
+    def close(self, fd: int) -> None:
+        file = self.file(fd)
+        del self.fds[fd]
+        file.count -= 1
+        if file.count == 0:
+            file.release()
+
+    def exit(self) -> None:
+        for fd in sorted(self.fds):
+            self.close(fd)
+        self.exited = True
+
+    # --- fds as the bpf commands resolve them ----------------------------------------
+
+    def obj(self, fd: int, cls: type[ObjT]) -> ObjT:
+        """The object behind ``fd``: bad fd EBADF, another kind of file EINVAL."""
+        file = self.file(fd)
+        if not isinstance(file, ObjFile) or not isinstance(file.obj, cls):
+            raise fail(errno.EINVAL)
+        return file.obj
+
+    def prog(self, fd: int, prog_type: int | None = None) -> Prog:
+        """``bpf_prog_get_type``: EBADF, EINVAL (not a program, or of another type)."""
+        prog = self.obj(fd, Prog)
+        if prog_type is not None and prog.type != prog_type:
+            raise fail(errno.EINVAL)
+        return prog
+
+    def cgroup(self, fd: int) -> Cgroup:
+        """The target cgroup (§14): anything but a cgroup2 directory is EBADF, a removed
+        cgroup ENOENT."""
+        file = self.fds.get(fd)
+        if not isinstance(file, DirFile) or not isinstance(file.node, Cgroup):
+            raise fail(errno.EBADF)
+        if not file.node.alive:
+            raise fail(errno.ENOENT)
+        return file.node
+
+    def dir(self, fd: int) -> Dir:
+        """A directory fd used as a path base (``path_fd``)."""
+        file = self.file(fd)
+        if not isinstance(file, DirFile):
+            raise fail(errno.ENOTDIR)
+        return file.node
+
+    def access(self, fd: int) -> int:
+        """The ``O_ACCMODE`` of ``fd``."""
+        return self.file(fd).flags & os.O_ACCMODE
+
+
+def open_flags(flags: int) -> int:
+    """``bpf_get_file_flag``: BPF_F_RDONLY/WRONLY to O_ACCMODE (both: EINVAL)."""
+    rd, wr = flags & uapi.F_RDONLY, flags & uapi.F_WRONLY
+    if rd and wr:
+        raise fail(errno.EINVAL)
+    return os.O_RDONLY if rd else os.O_WRONLY if wr else os.O_RDWR

@@ -1,0 +1,195 @@
+"""What the model checks at PROG_LOAD (§2) and the program tag.
+
+This is **not** a verifier: it does not track registers, stack, pointer types or helper
+arguments, and it runs nothing.  It rejects what a structural pass can see, with EINVAL
+and a one-line log: unknown opcodes, registers above r10, writes to r10, incomplete or
+malformed ``ld_imm64`` pairs, jumps out of range or into the middle of an ``ld_imm64``,
+unreachable instructions, a last instruction that is neither ``exit`` nor ``ja``, unknown
+helper IDs, bpf-to-bpf calls out of range; ``ld_imm64`` map references must be map fds
+(bad fd: EBADF, not a map: EINVAL).
+
+Return values (``check_return_code``) are approximated: the values a program can return
+are taken to be the immediates of every ``mov r0, K``.  That is enough for §2.1 note (a):
+a CGROUP_SKB program for EGRESS that can return 2 or 3 gets "enforce expected attach
+type", one for INGRESS is rejected.  A value computed any other way is not seen.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import struct
+
+from .. import asm
+from ..asm import Insn
+from ..uapi import AttachType as A
+from ..uapi import ProgType as P
+from .objects import Map
+
+MAX_HELPER_ID = 211  # __BPF_FUNC_MAX_ID - 1 on 6.18
+PSEUDO_CALL = 1
+
+_ALU_OPS = {op.value for op in asm.AluOp}
+_JMP_OPS = {op.value for op in asm.JmpOp}
+_MEM_SIZES = {s.value for s in asm.Size}
+
+#: check_return_code ranges by prog type; (type, attach type) overrides the type's range.
+RETURN_RANGE: dict[int | tuple[int, int], tuple[int, int]] = {
+    P.CGROUP_SKB: (0, 1), (P.CGROUP_SKB, A.CGROUP_INET_EGRESS): (0, 3),
+    P.CGROUP_SOCK: (0, 1), P.SOCK_OPS: (0, 1), P.CGROUP_DEVICE: (0, 1),
+    P.CGROUP_SYSCTL: (0, 1), P.CGROUP_SOCKOPT: (0, 1), P.CGROUP_SOCK_ADDR: (0, 1),
+    **{(P.CGROUP_SOCK_ADDR, t): (1, 1) for t in A if t.name.endswith(("RECVMSG", "NAME"))},
+    (P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_BIND): (0, 3),
+    (P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_BIND): (0, 3),
+}
+
+
+class Rejected(Exception):
+    """The program is refused: ``errno`` and the verifier log line."""
+
+    def __init__(self, err: int, log: str) -> None:
+        super().__init__(log)
+        self.errno, self.log = err, log
+
+
+def decode(insns: bytes) -> list[Insn]:
+    """The instructions (``asm.Insn``; a ld_imm64 is two)."""
+    return [Insn(c, r & 0xF, r >> 4, o, i) for c, r, o, i in struct.iter_unpack("<BBhi", insns)]
+
+
+def _cls(x: Insn) -> int:
+    """The instruction class (low 3 opcode bits)."""
+    return x.code & 0x07
+
+
+def _known_opcode(x: Insn) -> bool:
+    cls, op, mode, size = _cls(x), x.code & 0xF0, x.code & 0xE0, x.code & 0x18
+    if cls in (asm.Class.ALU, asm.Class.ALU64):
+        return op in _ALU_OPS
+    if cls in (asm.Class.JMP, asm.Class.JMP32):
+        return op in _JMP_OPS and not (cls == asm.Class.JMP32 and op in (0x80, 0x90))
+    if cls == asm.Class.LD:
+        return x.code == asm.LD_IMM64
+    if cls in (asm.Class.LDX, asm.Class.ST):
+        return mode == asm.Mode.MEM and size in _MEM_SIZES
+    return (mode == asm.Mode.MEM and size in _MEM_SIZES) or (
+        mode == asm.Mode.ATOMIC and size in (asm.Size.W, asm.Size.DW))
+
+
+def _jump_target(i: int, x: Insn) -> int | None:
+    """Where a jump or pseudo call at ``i`` goes (None: not a jump)."""
+    op = x.code & 0xF0
+    if _cls(x) not in (asm.Class.JMP, asm.Class.JMP32) or op == 0x90:
+        return None
+    if op == 0x80:
+        return i + x.imm + 1 if x.src == PSEUDO_CALL else None
+    if _cls(x) == asm.Class.JMP32 and op == 0:  # gotol
+        return i + x.imm + 1
+    return i + x.off + 1
+
+
+def check(insns: list[Insn], maps: dict[int, Map | None]) -> list[Map]:
+    """The structural checks; returns the maps the program uses.  ``maps`` resolves an
+    fd to a map (None: not a map; missing: bad fd)."""
+    n, used, second_half = len(insns), [], set()
+    # resolve_pseudo_ldimm64
+    for i, x in enumerate(insns):
+        if x.code != asm.LD_IMM64 or i in second_half:
+            continue
+        nxt = insns[i + 1] if i + 1 < n else None
+        if nxt is None or (nxt.code, nxt.dst, nxt.src, nxt.off) != (0, 0, 0, 0):
+            raise Rejected(errno.EINVAL, "invalid bpf_ld_imm64 insn")
+        second_half.add(i + 1)
+        if x.src in (asm.PSEUDO_MAP_FD, asm.PSEUDO_MAP_VALUE):
+            if x.imm not in maps:
+                raise Rejected(errno.EBADF, f"fd {x.imm} is not pointing to valid bpf_map")
+            m = maps[x.imm]
+            if m is None:
+                raise Rejected(errno.EINVAL, f"fd {x.imm} is not pointing to valid bpf_map")
+            if x.src == asm.PSEUDO_MAP_VALUE and not 0 <= nxt.imm < m.value_size:
+                raise Rejected(errno.EINVAL, f"invalid access to map value pointer, "
+                                             f"value_size={m.value_size} off={nxt.imm}")
+            used.append(m)
+        elif x.src != 0:
+            raise Rejected(errno.EINVAL, f"unrecognized bpf_ld_imm64 insn src {x.src}")
+    # check_subprogs / check_cfg
+    succ: dict[int, list[int]] = {}
+    for i, x in enumerate(insns):
+        if i in second_half:
+            continue
+        target, op = _jump_target(i, x), x.code & 0xF0
+        if target is not None and (not 0 <= target < n or target in second_half):
+            raise Rejected(errno.EINVAL, f"jump out of range from insn {i} to {target}")
+        is_jmp = _cls(x) in (asm.Class.JMP, asm.Class.JMP32)
+        falls = not (is_jmp and (op == 0x90 or (op == 0 and _cls(x) == asm.Class.JMP)))
+        step = 2 if i + 1 in second_half else 1
+        succ[i] = ([i + step] if falls and i + step < n else []) + (
+            [target] if target is not None else [])
+    last = insns[-1]
+    if last.code not in (asm.Class.JMP | 0x90, asm.Class.JMP | 0x00) or n - 1 in second_half:
+        raise Rejected(errno.EINVAL, "last insn is not an exit or jmp")
+    seen, todo = {0}, [0]
+    while todo:
+        for j in succ.get(todo.pop(), []):
+            if j not in seen:
+                seen.add(j)
+                todo.append(j)
+    for i in range(n):
+        if i not in seen and i not in second_half:
+            raise Rejected(errno.EINVAL, f"unreachable insn {i}")
+    # do_check, structurally
+    for i, x in enumerate(insns):
+        if i in second_half:
+            continue
+        if not _known_opcode(x):
+            raise Rejected(errno.EINVAL, f"unknown opcode {x.code:02x}")
+        pseudo_src = x.code in (asm.LD_IMM64, asm.Class.JMP | 0x80)
+        if x.dst > 10 or (x.src > 10 and not pseudo_src):
+            raise Rejected(errno.EINVAL, f"R{max(x.dst, x.src)} is invalid")
+        if x.dst == 10 and _cls(x) in (asm.Class.ALU, asm.Class.ALU64, asm.Class.LDX, asm.Class.LD):
+            raise Rejected(errno.EINVAL, "frame pointer is read only")
+        if x.code == asm.Class.JMP | 0x80 and x.src == 0 and not 1 <= x.imm <= MAX_HELPER_ID:
+            raise Rejected(errno.EINVAL, f"invalid func unknown#{x.imm}")
+        if x.code == asm.Class.JMP | 0x80 and x.src not in (0, PSEUDO_CALL):
+            raise Rejected(errno.EINVAL, "kernel function calls are not supported by the model")
+    return used
+
+
+def return_values(insns: list[Insn]) -> set[int]:
+    """The approximation of the values r0 can hold at exit: every ``mov r0, K``."""
+    out = set()
+    for x in insns:
+        if x.dst == 0 and x.code == asm.Class.ALU64 | asm.AluOp.MOV:
+            out.add(x.imm)
+        elif x.dst == 0 and x.code == asm.Class.ALU | asm.AluOp.MOV:
+            out.add(x.imm & 0xFFFFFFFF)
+    return out
+
+
+def check_return(prog_type: int, eat: int, insns: list[Insn]) -> bool:
+    """``check_return_code``; returns whether to enforce the expected attach type."""
+    rng = RETURN_RANGE.get((prog_type, eat), RETURN_RANGE.get(prog_type))
+    values = return_values(insns)
+    for v in sorted(values):
+        if rng is not None and not rng[0] <= v <= rng[1]:
+            raise Rejected(errno.EINVAL, f"At program exit the register R0 has smin={v} "
+                                         f"smax={v} should have been in {list(rng)}")
+    # §2.1 note (a): an EGRESS skb program that can return 2 or 3 (congestion notification)
+    return prog_type == P.CGROUP_SKB and any(v > 1 for v in values)
+
+
+def tag(insns: list[Insn]) -> bytes:
+    """``bpf_prog_calc_tag``: SHA-1 of the instructions with the map fds of ``ld_imm64``
+    (both halves' imm) zeroed; the first 8 bytes."""
+    out, was_ld_map = [], False
+    for x in insns:
+        imm = x.imm
+        if not was_ld_map and x.code == asm.LD_IMM64 and x.src in (asm.PSEUDO_MAP_FD,
+                                                                     asm.PSEUDO_MAP_VALUE):
+            was_ld_map, imm = True, 0
+        elif was_ld_map and (x.code, x.dst, x.src, x.off) == (0, 0, 0, 0):
+            was_ld_map, imm = False, 0
+        else:
+            was_ld_map = False
+        out.append(struct.pack("<BBhi", x.code, x.src << 4 | x.dst, x.off, imm))
+    return hashlib.sha1(b"".join(out)).digest()[:8]
