@@ -15,7 +15,7 @@ from .errors import (
     StaleRevision,
     VerifierError,
 )
-from .kernel import Kernel, default_kernel, host
+from .kernel import Kernel, default_kernel, host, model
 from .link import Link, LinkInfo, links
 from .map import Map, MapInfo
 from .program import Program, ProgramInfo
@@ -26,5 +26,5 @@ __all__ = [
     "ExpectedProgramMismatch", "Kernel", "Link", "LinkDefunct", "LinkInfo", "LinkType", "Map",
     "MapInfo", "MapType", "MissingPrivilege", "NotACgroup2", "NotSupported", "ProgType",
     "Program", "ProgramInfo", "ProgramRef", "Query", "StaleRevision", "VerifierError",
-    "default_kernel", "host", "links",
+    "default_kernel", "host", "links", "model",
 ]

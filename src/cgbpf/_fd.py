@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import warnings
+from contextlib import suppress
 from types import TracebackType
 from typing import TypeVar
 
@@ -42,10 +43,12 @@ class FdObject:
         return self._fd < 0
 
     def close(self) -> None:
-        """Close the fd (idempotent)."""
+        """Close the fd (idempotent).  An fd whose process has exited (a model process)
+        went with it: nothing to close."""
         fd, self._fd = self._fd, -1
         if fd >= 0:
-            self.kernel.close(fd)
+            with suppress(ProcessLookupError):
+                self.kernel.close(fd)
 
     def __enter__(self: Self) -> Self:
         return self

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BpfError
 from ..uapi import GetIdAttr
 from .host import HostKernel
 from .protocol import Kernel
 
-__all__ = ["HostKernel", "Kernel", "default_kernel", "host"]
+if TYPE_CHECKING:
+    from ..model import ModelKernel, Profile
+
+__all__ = ["HostKernel", "Kernel", "default_kernel", "host", "model"]
 
 _host: HostKernel | None = None
+_model: Kernel | None = None
 
 
 def host() -> HostKernel:
@@ -36,9 +41,24 @@ def host() -> HostKernel:
     return _host
 
 
+def model(version: str | Profile = "6.18", **options: Any) -> ModelKernel:
+    """A fresh model machine (pure Python, no privileges needed), behaving like Linux
+    ``version`` (a version name or a :class:`~cgbpf.model.Profile`).  ``options`` go to
+    :class:`~cgbpf.model.ModelKernel` (``lag``, ``caps``, ``uid``, ``umask``…)."""
+    from ..model import ModelKernel
+
+    return ModelKernel(version, **options)
+
+
 def default_kernel() -> Kernel:
-    """The kernel objects use when none is given: ``CGBPF_KERNEL=host|model``, else host."""
+    """The kernel objects use when none is given: ``CGBPF_KERNEL=host|model`` (one model
+    machine per process), else host."""
+    global _model
     choice = os.environ.get("CGBPF_KERNEL", "host")
     if choice == "host":
         return host()
-    raise BpfError(errno.EINVAL, f"CGBPF_KERNEL={choice!r}", hint="use host")
+    if choice == "model":
+        if _model is None:
+            _model = model()
+        return _model
+    raise BpfError(errno.EINVAL, f"CGBPF_KERNEL={choice!r}", hint="use host or model")
