@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import struct
 
-from cgbpf import AttachType, Map, MapType, Program, ProgType, asm
+from cgbpf import AttachType, Cgroup, Map, MapType, Program, ProgType, asm
 from cgbpf._traffic import send_from
 from cgbpf.kernel import Kernel
+from conftest import host_only
+
+__all__ = ["EGRESS", "INGRESS", "OK", "Counters", "host_only", "load"]
 
 EGRESS = AttachType.CGROUP_INET_EGRESS
 INGRESS = AttachType.CGROUP_INET_INGRESS
@@ -18,6 +21,7 @@ class Counters:
 
     def __init__(self, kernel: Kernel, n: int = 2, *, ret: int = 1,
                  attach_type: AttachType = EGRESS) -> None:
+        self.kernel = kernel
         self.map = Map.create(MapType.ARRAY, key_size=4, value_size=8, max_entries=n,
                               name="counters", kernel=kernel)
         self.progs = [
@@ -35,10 +39,18 @@ class Counters:
             self.map.update(struct.pack("<I", i), bytes(8))
 
     def check(self, cgroup_path: str, packets: int = 1) -> list[int]:
-        """Reset, send ``packets`` datagrams from inside the cgroup, return the counts."""
+        """How often each program runs for ``packets`` datagrams sent from inside the
+        cgroup.  On the host: real traffic and the counters, which must agree with the
+        effective array; on the model (it runs no programs): the effective array."""
+        with Cgroup.open(cgroup_path, kernel=self.kernel) as cg:
+            eff = cg.query(EGRESS, effective=True).ids
+        counted = [eff.count(p.id) * packets for p in self.progs]
+        if self.kernel.name == "model":
+            return counted
         self.reset()
         assert send_from(cgroup_path, packets) == packets
-        return self.read()
+        assert self.read() == counted, "the programs that ran are not the effective array"
+        return counted
 
     def close(self) -> None:
         for p in self.progs:

@@ -1,5 +1,7 @@
-"""Fixtures: the host kernel (a failure, not a skip, under CI=true when it cannot run),
-a scratch cgroup subtree per test, bpffs mounts, and a leftover check for the session."""
+"""Fixtures: ``kernel`` runs a test on both kernels, the host (a failure, not a skip,
+under CI=true when it cannot run) and a fresh model machine; ``host`` is for tests that
+need programs to run or real processes.  A scratch cgroup subtree per test, and a
+leftover check for the session."""
 
 from __future__ import annotations
 
@@ -37,9 +39,14 @@ def need_host() -> Kernel:
     return cgbpf.host()
 
 
-@pytest.fixture
-def kernel() -> Kernel:
-    return need_host()
+@pytest.fixture(params=["host", "model"])
+def kernel(request: pytest.FixtureRequest) -> Kernel:
+    """Each test that takes ``kernel`` runs on the real kernel and on the model."""
+    return need_host() if request.param == "host" else cgbpf.model()
+
+
+#: For tests that need programs to run, real processes or real capabilities.
+host_only = pytest.mark.parametrize("kernel", ["host"], indirect=True)
 
 
 @pytest.fixture

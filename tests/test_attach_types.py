@@ -24,6 +24,7 @@ from cgbpf import (
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel
 from cgbpf.uapi import CGROUP_PROG_TYPE
+from cgtest import host_only
 
 A, P = AttachType, ProgType
 LSM = A.LSM_CGROUP
@@ -126,6 +127,7 @@ def btf_func_id(name: str, path: str = "/sys/kernel/btf/vmlinux") -> int:
     return 0
 
 
+@host_only
 def test_lsm_cgroup(kernel: Kernel, scratch: Scratch) -> None:
     """LSM_CGROUP needs an LSM program (attach_btf_id of a hook) and the BPF LSM active.
     Without it this kernel (6.18.44, no securityfs) refuses PROG_LOAD with EPERM even for

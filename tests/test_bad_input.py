@@ -30,7 +30,7 @@ from cgbpf import (
 )
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel
-from cgtest import EGRESS, INGRESS, OK
+from cgtest import EGRESS, INGRESS, OK, host_only
 
 CI = os.environ.get("CI") == "true"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -78,6 +78,7 @@ def v1_mounts() -> list[str]:
 # ------------------------------------------------------------------------------ targets
 
 
+@host_only
 def test_cgroup_v1_directory(kernel: Kernel) -> None:
     mounts = v1_mounts()
     if not mounts:
@@ -90,6 +91,7 @@ def test_cgroup_v1_directory(kernel: Kernel) -> None:
         assert f"cgroup2 is mounted at {kernel.cgroup_root}" in msg, msg
 
 
+@host_only
 def test_non_cgroup_directory(kernel: Kernel) -> None:
     e = raises(NotACgroup2, lambda: Cgroup.open("/tmp", kernel=kernel), errno.EBADF)
     assert kernel_errno(kernel, "/tmp", os.O_RDONLY | os.O_DIRECTORY) == errno.EBADF
@@ -103,6 +105,7 @@ def test_cgroup2_file_refused(kernel: Kernel, scratch: Scratch) -> None:
     assert path in str(e.value)
 
 
+@host_only
 def test_cgroup2_file_is_not_a_cgroup2_directory(kernel: Kernel, scratch: Scratch) -> None:
     path = scratch.path("cgroup.procs")
     assert kernel_errno(kernel, path, os.O_RDONLY) == errno.EBADF
@@ -187,6 +190,7 @@ def test_wrong_program_type(kernel: Kernel, scratch: Scratch, command: str) -> N
     (asm.return_program(7), errno.EINVAL,
      "At program exit the register R0 has smin=7 smax=7 should have been in [0, 3]"),
 ], ids=["r0-unset", "ctx-access", "return-value"])
+@host_only
 def test_verifier_rejects(kernel: Kernel, insns: list[asm.Insn], err: int, reason: str) -> None:
     e = raises(VerifierError, lambda: load(kernel, insns=insns).close(), err)
     assert isinstance(e, VerifierError) and reason in e.log.splitlines()
@@ -292,6 +296,7 @@ PRIVILEGE_STEPS = ["load_skb", "load_addr", "query_fd", "query_path", "link_skb"
                    "link_addr"]
 
 
+@host_only
 def test_missing_privilege(kernel: Kernel, scratch: Scratch) -> None:
     cg = scratch.cgroup("a")
     with load(kernel) as skb, load(kernel, ProgType.CGROUP_SOCK_ADDR, CONNECT4) as addr:
@@ -319,6 +324,7 @@ def test_load_needs_net_admin_too(kernel: Kernel) -> None:
 # ------------------------------------------------------------------------------ pins
 
 
+@host_only
 def test_pin_outside_bpffs(kernel: Kernel, scratch: Scratch, tmp_path: Path) -> None:
     with load(kernel) as prog, scratch.cgroup("a").link(prog) as link:
         for i, obj in enumerate((prog, link)):

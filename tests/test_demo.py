@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from cgbpf.kernel import Kernel
+from cgtest import host_only
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 ENV = {**os.environ, "PYTHONPATH": SRC, "PYTHONWARNINGS": "error::ResourceWarning"}
@@ -23,6 +24,7 @@ def demo_leftovers(k: Kernel) -> list[str]:
     return glob.glob(os.path.join(k.cgroup_root, "cgbpf-demo-*")) + mounts
 
 
+@host_only
 def test_demo_runs_and_cleans_up(kernel: Kernel) -> None:
     run = subprocess.run(DEMO, env=ENV, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -35,6 +37,7 @@ def test_demo_runs_and_cleans_up(kernel: Kernel) -> None:
     assert demo_leftovers(kernel) == []
 
 
+@host_only
 def test_demo_interrupted_cleans_up(kernel: Kernel) -> None:
     proc = subprocess.Popen(DEMO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -49,6 +52,7 @@ def test_demo_interrupted_cleans_up(kernel: Kernel) -> None:
     assert demo_leftovers(kernel) == []
 
 
+@host_only
 def test_demo_without_root_says_what_is_missing(kernel: Kernel) -> None:
     run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                           "--inh-caps=-all", *DEMO], env=ENV, capture_output=True,

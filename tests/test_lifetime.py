@@ -15,7 +15,7 @@ import pytest
 from cgbpf import BpfError, Cgroup, Link, Program, asm, links
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel
-from cgtest import EGRESS, Counters
+from cgtest import EGRESS, Counters, host_only
 
 
 @pytest.fixture
@@ -63,6 +63,7 @@ def poll(cond: Callable[[], bool], what: str, seconds: float = 5.0) -> float:
     return time.monotonic() - start
 
 
+@host_only
 def test_unpinned_link_goes_with_its_process(scratch: Scratch, counters: Counters) -> None:
     cg, prog = scratch.cgroup("a"), counters.progs[0]
 
@@ -81,6 +82,7 @@ def test_unpinned_link_goes_with_its_process(scratch: Scratch, counters: Counter
     assert e.value.errno == errno.ENOENT
 
 
+@host_only
 def test_pin_survives_kill9_and_other_processes_own_it(scratch: Scratch,
                                                        counters: Counters) -> None:
     cg, (main, alt) = scratch.cgroup("a"), counters.progs

@@ -116,7 +116,8 @@ class Tree:
         """``rel`` runs ``want`` (effective query and real packet); its own list holds
         ``hook`` if given."""
         assert self.names(self.cg(rel).query(EGRESS, effective=True).ids) == want, rel
-        assert self.ran(rel) == want, f"{rel}: run order"
+        if self.kernel.name == "host":  # the model runs no programs
+            assert self.ran(rel) == want, f"{rel}: run order"
         if hook is not None:
             assert self.names(self.cg(rel).query(EGRESS).ids) == hook, rel
 

@@ -79,8 +79,9 @@ def test_cgroup_link_seed(kernel: Kernel, scratch: Scratch) -> None:
     check(0, 3)                                                        # 31
     for cg in reversed(cgs):                                           # 32
         cg.remove()
-    c.reset()                                                          # 33
-    assert udp_loopback(1) == 1 and c.read() == [0, 0]
+    if kernel.name == "host":                                          # 33
+        c.reset()
+        assert udp_loopback(1) == 1 and c.read() == [0, 0]
     wait_defunct([links[1], links[2], l4c])  # stronger than the seed: auto-detached
     for link in (links[1], links[2], l4c, links[0]):                   # 34
         link.close()

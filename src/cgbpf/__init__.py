@@ -15,6 +15,7 @@ from .errors import (
     StaleRevision,
     VerifierError,
 )
+from . import model as _model_package  # noqa: F401 - loaded first: `model` is the function
 from .kernel import Kernel, default_kernel, host, model
 from .link import Link, LinkInfo, links
 from .map import Map, MapInfo

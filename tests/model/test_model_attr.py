@@ -97,7 +97,7 @@ def test_path_fd(k: ModelKernel) -> None:
                      path_fd=d)
     assert k.bpf(Cmd.OBJ_PIN, a) == 0
     assert k.fd_kind(k.bpf(Cmd.OBJ_GET, uapi.ObjAttr(
-        pathname=ctypes.addressof(name), file_flags=uapi.F_PATH_FD, path_fd=d))) == "bpf_link"
+        pathname=ctypes.addressof(name), file_flags=uapi.F_PATH_FD, path_fd=d))) == "link"
     a.file_flags = 0
     assert err(k.bpf, Cmd.OBJ_PIN, a) == E.EINVAL  # path_fd without the flag
     a.file_flags, a.path_fd = uapi.F_PATH_FD, 9999

@@ -401,7 +401,7 @@ def test_fdinfo_text(k: ModelKernel) -> None:
     assert fi["prog_id"] == str(prog_id(k, prog))
     assert fi["cgroup_id"] == str(k.cgroup_id(f"{ROOT}/a"))
     assert fi["prog_tag"] == hashlib.sha1(RET1).hexdigest()[:16]
-    assert (k.fd_kind(lk), k.fd_kind(prog), k.fd_kind(c)) == ("bpf_link", "bpf-prog", "other")
+    assert (k.fd_kind(lk), k.fd_kind(prog), k.fd_kind(c)) == ("link", "prog", "other")
 
 
 def test_ids_and_fd_by_id(k: ModelKernel) -> None:
@@ -419,7 +419,7 @@ def test_ids_and_fd_by_id(k: ModelKernel) -> None:
     assert err(fd_by_id, k, lids[1]) == E.ENOENT
     assert err(next_id, k, 2**31 - 1) == E.EINVAL
     progs = [fd_by_id(k, i, Cmd.PROG_GET_FD_BY_ID) for i in all_ids(k, Cmd.PROG_GET_NEXT_ID)]
-    assert len(progs) == 3 and all(k.fd_kind(fd) == "bpf-prog" for fd in progs)
+    assert len(progs) == 3 and all(k.fd_kind(fd) == "prog" for fd in progs)
 
 
 def test_ids_cycle_and_are_not_reused_before_wrapping() -> None:

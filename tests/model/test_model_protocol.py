@@ -67,7 +67,7 @@ def test_processes_and_exit(k: ModelKernel) -> None:
     c = cgroup(k, "a")
     lk = link_create(k, prog_for(k, EG), c)
     child = k.process(fork=True)
-    assert child.fd_kind(lk) == "bpf_link"
+    assert child.fd_kind(lk) == "link"
     k.close(lk)
     child.exit()  # the last owner goes: synchronous detach
     from model_abi import query

@@ -95,7 +95,10 @@ class HostKernel:
         return int(buf.f_type) & 0xFFFFFFFF
 
     def fd_kind(self, fd: int) -> str:
-        return _KINDS.get(os.readlink(f"/proc/self/fd/{fd}"), "other")
+        try:
+            return _KINDS.get(os.readlink(f"/proc/self/fd/{fd}"), "other")
+        except FileNotFoundError:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF), f"fd {fd}") from None
 
     def fdinfo(self, fd: int) -> dict[str, str]:
         with open(f"/proc/self/fdinfo/{fd}") as f:

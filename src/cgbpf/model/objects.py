@@ -94,7 +94,7 @@ class Obj:
 class Map(Obj):
     """An ARRAY or HASH map; ``data`` holds the elements that exist (keys as bytes)."""
 
-    kind = "bpf-map"
+    kind = "map"
 
     def __init__(self, ids: IdSpace[Map], defer: Defer, *,
                  map_type: int, key_size: int, value_size: int, max_entries: int,
@@ -162,7 +162,7 @@ class Map(Obj):
 class Prog(Obj):
     """A loaded program.  It keeps the maps it uses alive."""
 
-    kind = "bpf-prog"
+    kind = "prog"
 
     def __init__(self, ids: IdSpace[Prog], defer: Defer, *,
                  prog_type: int, expected_attach_type: int, insns: bytes, tag: bytes,
@@ -184,7 +184,7 @@ class Link(Obj):
     """A cgroup bpf_link.  ``cgroup`` is None once the link is defunct (§11, §12); the
     link keeps its (last) program either way."""
 
-    kind = "bpf_link"
+    kind = "link"
     evict_deferred = True
 
     def __init__(self, ids: IdSpace[Link], defer: Defer,
