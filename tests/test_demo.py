@@ -29,12 +29,18 @@ def test_demo_runs_and_cleans_up(kernel: Kernel) -> None:
     run = subprocess.run(DEMO, env=ENV, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stderr == ""  # no warning, no traceback
-    out = run.stdout
+    assert "UDP datagrams from a/b/c (5 delivered)" in run.stdout
+    assert_tour(run.stdout)
+    assert demo_leftovers(kernel) == []
+
+
+def assert_tour(out: str) -> None:
+    """Every step of the tour reported what the kernel did."""
     for needle in ("count_main ran 15x, count_alt ran 0x", "refused, EPERM",
+                   "runs count_main -> count_alt -> count_main",
                    "legacy PROG_DETACH of count_main from a/b/c: refused, ENOENT",
                    "reopened", "defunct", "refused, ENOLINK", "done:"):
         assert needle in out
-    assert demo_leftovers(kernel) == []
 
 
 @host_only
@@ -53,9 +59,21 @@ def test_demo_interrupted_cleans_up(kernel: Kernel) -> None:
 
 
 @host_only
-def test_demo_without_root_says_what_is_missing(kernel: Kernel) -> None:
+def test_demo_without_root_says_why_and_runs_on_the_model(kernel: Kernel) -> None:
     run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                           "--inh-caps=-all", *DEMO], env=ENV, capture_output=True,
+                         text=True, timeout=60, cwd="/")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stderr == ""
+    assert "the host kernel cannot run it: root is needed" in run.stdout
+    assert "running on the model kernel instead" in run.stdout
+    assert_tour(run.stdout)
+
+
+def test_demo_on_the_model() -> None:
+    run = subprocess.run(DEMO, env={**ENV, "CGBPF_KERNEL": "model"}, capture_output=True,
                          text=True, timeout=60)
-    assert run.returncode == 2
-    assert "cannot run on this machine: root is needed" in run.stdout
+    assert run.returncode == 0 and run.stderr == "", run.stdout + run.stderr
+    assert "cgbpf demo on the model kernel" in run.stdout
+    assert "(model: from the effective array)" in run.stdout
+    assert_tour(run.stdout)
