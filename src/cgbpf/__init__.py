@@ -3,6 +3,7 @@
 The public surface is this module's names; everything else is internal layers.
 """
 
+from . import model as _model_package  # noqa: F401 - loaded first: `model` is the function
 from .cgroup import HEAD, TAIL, Cgroup, ProgramRef, Query
 from .errors import (
     BpfError,
@@ -15,7 +16,7 @@ from .errors import (
     StaleRevision,
     VerifierError,
 )
-from . import model as _model_package  # noqa: F401 - loaded first: `model` is the function
+from .fallback import FallbackWarning, LegacyLink
 from .kernel import Kernel, default_kernel, host, model
 from .link import Link, LinkInfo, links
 from .map import Map, MapInfo
@@ -24,8 +25,8 @@ from .uapi import AttachMode, AttachType, LinkType, MapType, ProgType
 
 __all__ = [
     "HEAD", "TAIL", "AttachMode", "AttachType", "BpfError", "Cgroup", "ClosedError",
-    "ExpectedProgramMismatch", "Kernel", "Link", "LinkDefunct", "LinkInfo", "LinkType", "Map",
-    "MapInfo", "MapType", "MissingPrivilege", "NotACgroup2", "NotSupported", "ProgType",
-    "Program", "ProgramInfo", "ProgramRef", "Query", "StaleRevision", "VerifierError",
-    "default_kernel", "host", "links", "model",
+    "ExpectedProgramMismatch", "FallbackWarning", "Kernel", "LegacyLink", "Link", "LinkDefunct",
+    "LinkInfo", "LinkType", "Map", "MapInfo", "MapType", "MissingPrivilege", "NotACgroup2",
+    "NotSupported", "ProgType", "Program", "ProgramInfo", "ProgramRef", "Query",
+    "StaleRevision", "VerifierError", "default_kernel", "host", "links", "model",
 ]

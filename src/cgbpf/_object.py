@@ -34,10 +34,12 @@ class BpfObject(FdObject):
     by_id: ClassVar[Cmd]
     _reopen = "open it again (from_id / from_pin)"
 
-    def __init__(self, kernel: Kernel, fd: int) -> None:
+    def __init__(self, kernel: Kernel, fd: int, info: Any = None) -> None:
+        """Own ``fd``; ``info`` describes the object where the kernel cannot (links on
+        5.7), else it is read from the kernel."""
         super().__init__(kernel, fd)
         try:
-            self._describe(self.info())
+            self._describe(self.info() if info is None else info)
         except BaseException:
             self.close()
             raise

@@ -6,15 +6,17 @@ import enum
 import errno
 import os
 from dataclasses import dataclass
+from typing import Literal, overload
 
 from . import _bpf, uapi
 from ._fd import FdObject
 from .errors import BpfError, NotACgroup2, StaleRevision
+from .fallback import LegacyLink
 from .kernel import Kernel, default_kernel, probe
 from .kernel.protocol import BPF_FS_MAGIC, CGROUP1_MAGIC, CGROUP2_MAGIC
-from .link import Link
+from .link import Link, LinkInfo
 from .program import Program
-from .uapi import AttachMode, AttachType, Cmd
+from .uapi import AttachMode, AttachType, Cmd, LinkType
 
 
 class End(enum.Enum):
@@ -167,7 +169,7 @@ class Cgroup(FdObject):
         self.close()
 
     def _attach_type(self, prog: Program | None,
-                     attach_type: AttachType | None) -> AttachType | int:
+                     attach_type: AttachType | int | None) -> AttachType | int:
         """The attach type asked for, else the program's expected attach type."""
         at = attach_type if attach_type is not None or prog is None else \
             prog.expected_attach_type
@@ -181,9 +183,22 @@ class Cgroup(FdObject):
         return lambda: f"{verb} {prog!r} {'from' if verb == 'detach' else 'to'} {self.path} " \
             f"{uapi.name_of(at)}"
 
-    def link(self, prog: Program, attach_type: AttachType | None = None, *,
+    @overload
+    def link(self, prog: Program, attach_type: AttachType | int | None = None, *,
              before: Anchor | None = None, after: Anchor | None = None,
-             preorder: bool = False, expected_revision: int = 0) -> Link:
+             preorder: bool = False, expected_revision: int = 0,
+             fallback: Literal[False] = False) -> Link: ...
+
+    @overload
+    def link(self, prog: Program, attach_type: AttachType | int | None = None, *,
+             before: Anchor | None = None, after: Anchor | None = None,
+             preorder: bool = False, expected_revision: int = 0,
+             fallback: bool) -> Link | LegacyLink: ...
+
+    def link(self, prog: Program, attach_type: AttachType | int | None = None, *,
+             before: Anchor | None = None, after: Anchor | None = None,
+             preorder: bool = False, expected_revision: int = 0,
+             fallback: bool = False) -> Link | LegacyLink:
         """LINK_CREATE: attach ``prog`` through a new bpf_link (Linux 5.7).
 
         The attach type defaults to the program's expected attach type.  ``before`` /
@@ -191,7 +206,16 @@ class Cgroup(FdObject):
         program before descendants' programs, ``expected_revision`` fails with
         :class:`StaleRevision` if the hook changed (all Linux 6.17).  Links need the hook
         (and ancestors) in MULTI mode or empty.  Closing the link detaches it.
+
+        On a kernel without cgroup links this raises :class:`NotSupported`, unless
+        ``fallback=True``: then a :class:`~cgbpf.fallback.LegacyLink` (legacy MULTI
+        attach, ``mode == "legacy"``, with a :class:`~cgbpf.fallback.FallbackWarning`)
+        stands in for the link.
         """
+        if fallback and not probe.supported(self.kernel, probe.LINKS):
+            if before is not None or after is not None or preorder or expected_revision:
+                probe.require(self.kernel, probe.ORDERING)  # none of them predates links
+            return LegacyLink(self, prog, self._attach_type(prog, attach_type))
         probe.require(self.kernel, probe.LINKS)
         at = self._attach_type(prog, attach_type)
         pl = _Placement.of(self.kernel, link=True, before=before, after=after,
@@ -201,9 +225,11 @@ class Cgroup(FdObject):
                                    expected_revision=pl.expected_revision)
         fd = _bpf.call(self.kernel, Cmd.LINK_CREATE, attr, self._detail("link", prog, at),
                        needs=_attach_needs(prog), errors=_ERRORS)
-        return Link(self.kernel, fd)
+        if probe.supported(self.kernel, probe.LINK_INFO):
+            return Link(self.kernel, fd)
+        return Link(self.kernel, fd, LinkInfo(0, LinkType.CGROUP, prog.id, self.id, at))  # 5.7
 
-    def attach(self, prog: Program, attach_type: AttachType | None = None, *,
+    def attach(self, prog: Program, attach_type: AttachType | int | None = None, *,
                mode: AttachMode = AttachMode.MULTI, replace: Program | None = None,
                before: Anchor | None = None, after: Anchor | None = None,
                preorder: bool = False, expected_revision: int = 0) -> None:
@@ -227,7 +253,7 @@ class Cgroup(FdObject):
         _bpf.call(self.kernel, Cmd.PROG_ATTACH, attr, self._detail("attach", prog, at),
                   needs=_attach_needs(prog), errors=_ERRORS)
 
-    def detach(self, prog: Program | None, attach_type: AttachType | None = None, *,
+    def detach(self, prog: Program | None, attach_type: AttachType | int | None = None, *,
                expected_revision: int = 0) -> None:
         """Legacy PROG_DETACH.  In EXCLUSIVE/OVERRIDE mode the hook's one program goes,
         whatever ``prog`` is; in MULTI mode ``prog`` must be attached here by PROG_ATTACH
@@ -240,11 +266,11 @@ class Cgroup(FdObject):
         _bpf.call(self.kernel, Cmd.PROG_DETACH, attr, self._detail("detach", prog, at),
                   errors=_ERRORS)
 
-    def query(self, attach_type: AttachType, *, effective: bool = False) -> Query:
+    def query(self, attach_type: AttachType | int, *, effective: bool = False) -> Query:
         """PROG_QUERY: every entry of the hook (or the effective array that runs for
         this cgroup), however many.  Needs CAP_NET_ADMIN."""
         raw = _bpf.prog_query(self.kernel, self.fd, attach_type, effective=effective,
-                              detail=lambda: f"{self.path} {attach_type.name}"
+                              detail=lambda: f"{self.path} {uapi.name_of(attach_type)}"
                               + (" effective" if effective else ""))
         return Query(AttachMode(raw.attach_flags & 3), raw.attach_flags, raw.revision,
                      [ProgramRef(i, f) for i, f in zip(raw.prog_ids, raw.prog_flags,

@@ -54,9 +54,12 @@ class Link(BpfObject):
     """A bpf_link.  Closing the last fd of an unpinned link detaches its program."""
 
     kind, by_id = "link", Cmd.LINK_GET_FD_BY_ID
+    #: A kernel bpf_link (a :class:`~cgbpf.fallback.LegacyLink` says "legacy").
+    mode = "link"
 
     def _describe(self, info: LinkInfo) -> None:
         self.id, self.attach_type = info.id, info.attach_type
+        self._prog_id, self._cgroup_id = info.prog_id, info.cgroup_id
         #: Paths where this object pinned the link (or opened it from).
         self.pins: list[str] = []
 
