@@ -23,6 +23,7 @@ class Scratch:
         self.kernel = kernel
         self.base = os.path.join(kernel.cgroup_root, f"{prefix}-{os.getpid()}-{next(_serial)}")
         self._dirs: list[str] = []
+        self._known: set[str] = set()  # the same paths, for fast lookups
         self._open: list[Cgroup] = []
         self._mounts: list[str] = []
         kernel.mkdir(self.base)
@@ -38,15 +39,20 @@ class Scratch:
     def path(self, rel: str = "") -> str:
         return os.path.join(self.base, rel) if rel else self.base
 
-    def cgroup(self, rel: str = "") -> Cgroup:
-        """Open ``rel`` (e.g. "a/b/c") below the base, creating missing levels."""
+    def mkdir(self, rel: str) -> str:
+        """Create ``rel`` (e.g. "a/b/c") below the base, with missing levels; its path."""
         path = self.base
         for part in filter(None, rel.split("/")):
             path = os.path.join(path, part)
-            if path not in self._dirs:
+            if path not in self._known:
                 self.kernel.mkdir(path)
                 self._dirs.append(path)
-        cg = Cgroup.open(path, kernel=self.kernel)
+                self._known.add(path)
+        return path
+
+    def cgroup(self, rel: str = "") -> Cgroup:
+        """Open ``rel`` below the base, creating missing levels."""
+        cg = Cgroup.open(self.mkdir(rel), kernel=self.kernel)
         self._open.append(cg)
         return cg
 
@@ -65,6 +71,7 @@ class Scratch:
     def forget(self, path: str) -> None:
         """Stop tracking a cgroup the caller removed itself."""
         self._dirs.remove(path)
+        self._known.discard(path)
 
     def close(self) -> None:
         """Close fds, unmount bpffs, rmdir every cgroup deepest first.  A cgroup whose
@@ -87,4 +94,4 @@ class Scratch:
                     if e.errno != errno.EBUSY or time.monotonic() > deadline:
                         raise
                     time.sleep(0.01)
-        self._dirs = []
+        self._dirs, self._known = [], set()
