@@ -67,16 +67,15 @@ class _Placement:
     @classmethod
     def of(cls, k: Kernel, *, link: bool, before: Anchor | None, after: Anchor | None,
            preorder: bool, expected_revision: int) -> _Placement:
+        command = "LINK_CREATE" if link else "PROG_ATTACH"
         if before is not None and after is not None:
-            raise BpfError(errno.EINVAL, "both before= and after= given",
-                           command="LINK_CREATE" if link else "PROG_ATTACH",
+            raise BpfError(errno.EINVAL, "both before= and after= given", command=command,
                            hint="a new entry goes either before or after one anchor")
+        if before is TAIL or after is HEAD:
+            raise BpfError(errno.EINVAL, "before=TAIL" if before is TAIL else "after=HEAD",
+                           command=command, hint="use before=HEAD or after=TAIL")
         flags, rel = 0, 0
         anchor = before if before is not None else after
-        if before is TAIL or after is HEAD:
-            raise BpfError(errno.EINVAL, f"{'before=TAIL' if before is TAIL else 'after=HEAD'}",
-                           command="LINK_CREATE" if link else "PROG_ATTACH",
-                           hint="use before=HEAD or after=TAIL")
         if anchor is not None:
             probe.require(k, probe.ORDERING)
             flags |= uapi.F_BEFORE if before is not None else uapi.F_AFTER
@@ -107,7 +106,6 @@ class Cgroup(FdObject):
     up to 64 entries, mode, and (Linux 6.17+) revision."""
 
     _reopen = "open it again with Cgroup.open(path)"
-
 
     def __init__(self, kernel: Kernel, fd: int, path: str) -> None:
         super().__init__(kernel, fd)
