@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: deps install demo test lint
+.PHONY: deps install demo test lint fuzz kernels bench
 
 # Debian packages: gcc and the kernel uapi headers (the ABI test compiles against
 # <linux/bpf.h>), util-linux for setpriv (privilege tests), python3-venv.
@@ -31,3 +31,12 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# Real Debian kernels in qemu vs the model's profiles (slow: ~1 min each, downloads once).
+kernels: install
+	tests/kernels/check.sh 6.1 6.1
+	tests/kernels/check.sh 6.12.100+deb12-amd64 6.12.100
+
+bench: install
+	$(BIN)/python bench/link_ops.py
+	$(BIN)/python bench/model_speed.py

@@ -18,6 +18,12 @@ python=${PYTHON:-$main/.venv/bin/python}
 out=${OUT:-$(mktemp -d /tmp/cgbpf-check-XXXX)}
 mkdir -p "$out"
 
+# Work around two bugs of run-on-kernel.sh: `dpkg -x` needs $CACHE/k to exist, and its KVM
+# probe kills the script (errexit inside its subshell) where qemu aborts under nested KVM.
+cache=${OLDK_CACHE:-/tmp/oldk}
+mkdir -p "$cache/k"
+[ -f "$cache/.kvm-ok" ] || echo tcg >"$cache/.kvm-ok"
+
 job=$(mktemp -d /tmp/cgbpf-check-job-XXXX)
 trap 'rm -rf "$job"' EXIT
 mkdir -p "$job/src"
