@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
+import pytest
+
+import cgbpf
 from cgbpf import AttachType, Cgroup, Map, MapType, Program, ProgType, asm
 from cgbpf._traffic import send_from
 from cgbpf.kernel import Kernel
-from conftest import host_only
 
-__all__ = ["EGRESS", "INGRESS", "OK", "Counters", "host_only", "load"]
+#: For tests that need programs to run, real processes or real capabilities: runs them on
+#: the host only (the ``kernel`` fixture of conftest, parametrised indirectly).
+host_only = pytest.mark.parametrize("kernel", ["host"], indirect=True)
+
+__all__ = ["EGRESS", "INGRESS", "OK", "Counters", "host_only", "load", "need_host"]
+CI = os.environ.get("CI") == "true"
+
+
+def host_problem() -> str | None:
+    """Why the real kernel cannot be tested here, or None."""
+    if os.geteuid() != 0:
+        return "host tests need root (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF)"
+    try:
+        cgbpf.host()
+    except cgbpf.BpfError as e:
+        return str(e)
+    return None
+
+
+def need_host() -> Kernel:
+    problem = host_problem()
+    if problem:
+        if CI:
+            pytest.fail(f"CI=true and the host kernel cannot be tested: {problem}")
+        pytest.skip(problem)
+    return cgbpf.host()
+
 
 EGRESS = AttachType.CGROUP_INET_EGRESS
 INGRESS = AttachType.CGROUP_INET_INGRESS

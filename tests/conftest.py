@@ -1,7 +1,7 @@
 """Fixtures: ``kernel`` runs a test on both kernels, the host (a failure, not a skip,
-under CI=true when it cannot run) and a fresh model machine; ``host`` is for tests that
-need programs to run or real processes.  A scratch cgroup subtree per test, and a
-leftover check for the session."""
+under CI=true when it cannot run) and a fresh model machine; ``cgtest.host_only`` keeps a
+test on the host (programs that must run, real processes).  A scratch cgroup subtree per
+test, and a leftover check for the session."""
 
 from __future__ import annotations
 
@@ -14,29 +14,9 @@ import pytest
 import cgbpf
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel
+from cgtest import need_host
 
-CI = os.environ.get("CI") == "true"
 PREFIX = "cgbpf-test"
-
-
-def host_problem() -> str | None:
-    """Why the real kernel cannot be tested here, or None."""
-    if os.geteuid() != 0:
-        return "host tests need root (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF)"
-    try:
-        cgbpf.host()
-    except cgbpf.BpfError as e:
-        return str(e)
-    return None
-
-
-def need_host() -> Kernel:
-    problem = host_problem()
-    if problem:
-        if CI:
-            pytest.fail(f"CI=true and the host kernel cannot be tested: {problem}")
-        pytest.skip(problem)
-    return cgbpf.host()
 
 
 @pytest.fixture(params=["host", "model"])
@@ -45,8 +25,6 @@ def kernel(request: pytest.FixtureRequest) -> Kernel:
     return need_host() if request.param == "host" else cgbpf.model()
 
 
-#: For tests that need programs to run, real processes or real capabilities.
-host_only = pytest.mark.parametrize("kernel", ["host"], indirect=True)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from cgbpf.kernel.probe import (
     REVISION,
 )
 from cgbpf.model import Profile
+from cgtest import need_host
 
 PREFIX = "cgbpf-test"
 EGRESS = AttachType.CGROUP_INET_EGRESS
@@ -156,18 +157,9 @@ def _load_characterize() -> ModuleType:
 
 characterize = _load_characterize()
 
-#: Requests where model:6.18 is known to differ from the real 6.18 (reported, not yet fixed
-#: in src/cgbpf/model): the anchor of an anchored request is only resolved while scanning
-#: the hook's entries, so on an empty hook a bad anchor fd gives ENOENT, not EBADF/EINVAL.
-KNOWN_MODEL_DIFFERENCES = {"attach_anchor_bad_fd", "link_anchor_bad_fd",
-                           "link_anchor_is_prog_empty"}
-
-
 @pytest.fixture(scope="module")
 def both() -> tuple[dict[str, str], dict[str, str]]:
     """(host results, model:6.18 results); the host's scratch cgroups are gone after."""
-    from conftest import need_host
-
     host: Kernel = need_host()
     real = dict(characterize.characterize(host, PREFIX))
     assert glob.glob(os.path.join(host.cgroup_root, f"{PREFIX}-{os.getpid()}-*")) == []
@@ -177,13 +169,4 @@ def both() -> tuple[dict[str, str], dict[str, str]]:
 def test_host_and_model_agree(both: tuple[dict[str, str], dict[str, str]]) -> None:
     real, model = both
     assert len(real) >= 30 and list(real) == list(model)
-    assert {n: (real[n], model[n]) for n in real if n not in KNOWN_MODEL_DIFFERENCES
-            and real[n] != model[n]} == {}
-
-
-@pytest.mark.xfail(reason="model bug: anchors on an empty hook (see KNOWN_MODEL_DIFFERENCES)")
-def test_host_and_model_agree_on_anchors_of_empty_hooks(
-        both: tuple[dict[str, str], dict[str, str]]) -> None:
-    real, model = both
-    assert {n: real[n] for n in KNOWN_MODEL_DIFFERENCES} == {
-        n: model[n] for n in KNOWN_MODEL_DIFFERENCES}
+    assert {n: (real[n], model[n]) for n in real if real[n] != model[n]} == {}

@@ -92,16 +92,19 @@ def hierarchy_allows(cgroup: Cgroup, attach_type: int) -> bool:
 
 
 def position(proc: Process, hook: Hook, flags: int, relative: int, *, link: bool) -> int:
-    """§5: where a new entry goes in the list (index for ``list.insert``)."""
+    """§5: where a new entry goes in the list (index for ``list.insert``).  The anchor is
+    resolved (EBADF, EINVAL, ENOENT for an unknown ID) even when the list is empty."""
     before, after = bool(flags & BEFORE), bool(flags & AFTER)
     if relative or flags & (ID | LINK):  # anchored
         if before == after:
             raise fail(errno.EINVAL)
         if bool(flags & LINK) != link:
             raise fail(errno.EINVAL)
+        anchor = resolve_anchor(proc, flags, relative)
         preorder = bool(flags & PREORDER)
         for i, entry in enumerate(hook.entries):
-            if anchor_matches(proc, flags, relative, entry):
+            held = entry.link if link else entry.prog if entry.link is None else None
+            if held is anchor:
                 if entry.preorder != preorder:
                     raise fail(errno.EINVAL)
                 return i if before else i + 1
@@ -111,19 +114,18 @@ def position(proc: Process, hook: Hook, flags: int, relative: int, *, link: bool
     return 0 if before else len(hook.entries)
 
 
-def anchor_matches(proc: Process, flags: int, relative: int, entry: Entry) -> bool:
-    """§5 anchor table: resolve the anchor (errors as the table says) and test ``entry``.
-    A prog anchor matches only legacy entries, a link anchor only that link's entry."""
+def resolve_anchor(proc: Process, flags: int, relative: int) -> Link | Prog:
+    """§5 anchor table: the anchor object (errors as the table says).  A prog anchor
+    matches only legacy entries, a link anchor only that link's entry."""
     m = proc.machine
+    anchor: Link | Prog | None
     if flags & LINK:
-        link = m.link_by_id(relative) if flags & ID else proc.obj(relative, Link)
-        if link is None:
-            raise fail(errno.ENOENT)
-        return entry.link is link
-    prog = m.progs.get(relative) if flags & ID else proc.prog(relative)
-    if prog is None:
+        anchor = m.link_by_id(relative) if flags & ID else proc.obj(relative, Link)
+    else:
+        anchor = m.progs.get(relative) if flags & ID else proc.prog(relative)
+    if anchor is None:
         raise fail(errno.ENOENT)
-    return entry.link is None and entry.prog is prog
+    return anchor
 
 
 # --- §4 BPF_PROG_ATTACH ----------------------------------------------------------------
