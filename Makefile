@@ -32,6 +32,11 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
+# Long runs: 10,000 differential steps (host vs model, as root) and 10,000 attr fuzz cases.
+fuzz: install
+	$(BIN)/python tests/differential.py --steps 10000
+	CGBPF_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/model/test_model_attr.py -k fuzz
+
 # Real Debian kernels in qemu vs the model's profiles (slow: ~1 min each, downloads once).
 kernels: install
 	tests/kernels/check.sh 6.1 6.1

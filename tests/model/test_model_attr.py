@@ -88,6 +88,18 @@ def test_null_pointers_are_efault(k: ModelKernel) -> None:
     assert err(pin, k, lk, "/sys/fs/bpf/" + "x" * 5000) == E.ENAMETOOLONG
 
 
+def test_unmapped_pointers_are_efault(k: ModelKernel) -> None:
+    """Pointers into unmapped user memory: EFAULT (the kernel's answer), not a crash."""
+    wild = 0x7E00_0000_0000  # user space, far from anything Python maps
+    load = uapi.ProgLoadAttr(prog_type=uapi.ProgType.CGROUP_SKB, insn_cnt=2, insns=wild,
+                             license=wild)
+    assert err(k.bpf, Cmd.PROG_LOAD, load) == E.EFAULT
+    c = cgroup(k, "a")
+    attach(k, c, prog_for(k, EG), EG, uapi.F_ALLOW_MULTI)
+    q = uapi.QueryAttr(target_fd=c, attach_type=EG, prog_cnt=4, prog_ids=wild)
+    assert err(k.bpf, Cmd.PROG_QUERY, q) == E.EFAULT
+
+
 def test_path_fd(k: ModelKernel) -> None:
     """OBJ_PIN/OBJ_GET with BPF_F_PATH_FD (6.5): relative to a directory fd."""
     lk = link_create(k, prog_for(k, EG), cgroup(k, "a"))

@@ -147,7 +147,7 @@ TABLE: dict[Callable[[ModelKernel], int], list[int]] = {
     detach_without_caps:         [P, P, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     replace_self:                [EI, EI, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     effective_attach_flags:      [2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0],
-    skb_link_to_sock_create:     [EI, 0, 0, 0, 0, 0, 0, EI, EI, EI, EI],
+    skb_link_to_sock_create:     [EI, 0, 0, 0, 0, EI, 0, EI, EI, EI, EI],  # 6.1: Debian backport
     getpeername_attach:          [EI, EI, 0, 0, 0, 0, 0, 0, 0, 0, 0],
 }
 

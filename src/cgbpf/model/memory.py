@@ -1,11 +1,12 @@
 """The caller's memory, as the kernel reaches it: ``copy_from_user``/``copy_to_user``.
 
-The model runs in the caller's process, so a user pointer is a real address read with
-``ctypes``.  Like the kernel, it refuses addresses outside user space with ``EFAULT``:
-below ``vm.mmap_min_addr`` (64 KiB, so NULL and small garbage) and above the x86_64 user
-limit.  It cannot tell a mapped from an unmapped address in between: **the model trusts
-any such pointer**, as a process reading its own memory does, and a wild one crashes the
-interpreter where the kernel would say EFAULT.
+The model runs in the caller's process, so a user pointer is a real address.  Like the
+kernel, it refuses addresses outside user space with ``EFAULT`` (below
+``vm.mmap_min_addr``, 64 KiB, and above the x86_64 user limit), and in between it copies
+with ``process_vm_readv``/``process_vm_writev`` on its own process, which answer EFAULT
+for unmapped memory instead of crashing, exactly like the kernel's copies.  Where those
+calls do not exist (not Linux) the model trusts any such pointer, as a process reading its
+own memory does.
 """
 
 from __future__ import annotations
@@ -33,17 +34,42 @@ def _check(ptr: int, n: int) -> None:
         raise fail(errno.EFAULT)
 
 
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_VM_COPY = {name: getattr(_libc, name, None)
+            for name in ("process_vm_readv", "process_vm_writev")}
+
+
+def _copy(call: str, local: int, remote: int, n: int) -> None:
+    """Copy ``n`` bytes between a buffer of ours and user memory at ``remote``, with
+    EFAULT for memory that is not mapped (or plain memmove where the call is missing)."""
+    _check(remote, n)
+    fn = _VM_COPY[call]
+    if not n:
+        return
+    if fn is None:
+        src, dst = (remote, local) if call == "process_vm_readv" else (local, remote)
+        ctypes.memmove(dst, src, n)
+        return
+    ours, theirs = _Iovec(local, n), _Iovec(remote, n)
+    if fn(os.getpid(), ctypes.byref(ours), 1, ctypes.byref(theirs), 1, 0) != n:
+        raise fail(errno.EFAULT)
+
+
 def read(ptr: int, n: int) -> bytes:
     """``copy_from_user(ptr, n)``."""
-    _check(ptr, n)
-    return ctypes.string_at(ptr, n) if n else b""
+    buf = ctypes.create_string_buffer(n)
+    _copy("process_vm_readv", ctypes.addressof(buf), ptr, n)
+    return buf.raw
 
 
 def write(ptr: int, data: bytes) -> None:
     """``copy_to_user(ptr, data)``."""
-    _check(ptr, len(data))
-    if data:
-        ctypes.memmove(ptr, data, len(data))
+    buf = ctypes.create_string_buffer(data, len(data))
+    _copy("process_vm_writev", ctypes.addressof(buf), ptr, len(data))
 
 
 def read_str(ptr: int, limit: int) -> bytes:

@@ -76,6 +76,8 @@ class Profile:
     @classmethod
     def of(cls, version: str) -> Profile:
         """The profile of a mainline version in :data:`MAINLINE`, or "6.12.100" (§19)."""
+        if version == "6.1":  # as measured on Debian 6.1.192: the 6.9 skb check backported
+            return cls(version, _mainline(version) | {"skb_link_type_check"})
         if version in MAINLINE:
             return cls(version, _mainline(version))
         if version == "6.12.100":  # §19: Debian 6.12.100 = 6.9 features + PREORDER attach
@@ -106,7 +108,10 @@ class Profile:
     def attr_end(self, cmd: int) -> int:
         """End of ``cmd``'s last attr field: later bytes must be zero (§1.4 CHECK_ATTR)."""
         if cmd in (uapi.Cmd.PROG_ATTACH, uapi.Cmd.PROG_DETACH):
-            return 32 if self.has("mprog_uapi") else 20
+            if self.has("mprog_uapi"):
+                return 32
+            # Before 6.6 PROG_DETACH's last field is attach_type (measured on Debian 6.1).
+            return 20 if cmd == uapi.Cmd.PROG_ATTACH else 12
         if cmd == uapi.Cmd.PROG_QUERY:
             if self.has("mprog_uapi"):
                 return 64
