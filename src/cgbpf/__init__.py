@@ -3,7 +3,11 @@
 The public surface is this module's names; everything else is internal layers.
 """
 
-from . import model as _model_package  # noqa: F401 - loaded first: `model` is the function
+# The model package is loaded first so that `cgbpf.model` below stays the function (a
+# submodule imported later would otherwise take its name); its classes are exported here.
+from .model import ModelKernel, Profile
+
+# isort: split
 from .cgroup import HEAD, TAIL, Cgroup, ProgramRef, Query
 from .errors import (
     BpfError,
@@ -24,9 +28,38 @@ from .program import Program, ProgramInfo
 from .uapi import AttachMode, AttachType, LinkType, MapType, ProgType
 
 __all__ = [
-    "HEAD", "TAIL", "AttachMode", "AttachType", "BpfError", "Cgroup", "ClosedError",
-    "ExpectedProgramMismatch", "FallbackWarning", "Kernel", "LegacyLink", "Link", "LinkDefunct",
-    "LinkInfo", "LinkType", "Map", "MapInfo", "MapType", "MissingPrivilege", "NotACgroup2",
-    "NotSupported", "ProgType", "Program", "ProgramInfo", "ProgramRef", "Query",
-    "StaleRevision", "VerifierError", "default_kernel", "host", "links", "model",
+    "HEAD",
+    "TAIL",
+    "AttachMode",
+    "AttachType",
+    "BpfError",
+    "Cgroup",
+    "ClosedError",
+    "ExpectedProgramMismatch",
+    "FallbackWarning",
+    "Kernel",
+    "LegacyLink",
+    "Link",
+    "LinkDefunct",
+    "LinkInfo",
+    "LinkType",
+    "Map",
+    "MapInfo",
+    "MapType",
+    "MissingPrivilege",
+    "ModelKernel",
+    "NotACgroup2",
+    "NotSupported",
+    "Profile",
+    "ProgType",
+    "Program",
+    "ProgramInfo",
+    "ProgramRef",
+    "Query",
+    "StaleRevision",
+    "VerifierError",
+    "default_kernel",
+    "host",
+    "links",
+    "model",
 ]
