@@ -17,6 +17,10 @@ from cgbpf.uapi import Cmd
 from cgbpf.uapi import ProgType as PT
 
 ROOT = "/sys/fs/cgroup"
+EG, ING, CONN4, CONN6 = (AT.CGROUP_INET_EGRESS, AT.CGROUP_INET_INGRESS,
+                         AT.CGROUP_INET4_CONNECT, AT.CGROUP_INET6_CONNECT)
+OVR, MULTI, REPL = uapi.F_ALLOW_OVERRIDE, uapi.F_ALLOW_MULTI, uapi.F_REPLACE
+BEFORE, AFTER, ID, LINK, PRE = uapi.F_BEFORE, uapi.F_AFTER, uapi.F_ID, uapi.F_LINK, uapi.F_PREORDER
 RET1 = bytes.fromhex("b700000001000000" "9500000000000000")  # mov r0,1; exit (§1.4)
 
 

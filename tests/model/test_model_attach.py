@@ -12,6 +12,18 @@ from typing import Any
 
 import pytest
 from model_abi import (
+    AFTER,
+    BEFORE,
+    CONN4,
+    CONN6,
+    EG,
+    ID,
+    ING,
+    LINK,
+    MULTI,
+    OVR,
+    PRE,
+    REPL,
     RET1,
     attach,
     cgroup,
@@ -31,11 +43,6 @@ from cgbpf.model import ModelKernel
 from cgbpf.uapi import AttachType as AT
 from cgbpf.uapi import Cmd
 from cgbpf.uapi import ProgType as PT
-
-EG, ING, CONN4, CONN6 = (AT.CGROUP_INET_EGRESS, AT.CGROUP_INET_INGRESS,
-                         AT.CGROUP_INET4_CONNECT, AT.CGROUP_INET6_CONNECT)
-OVR, MULTI, REPL = uapi.F_ALLOW_OVERRIDE, uapi.F_ALLOW_MULTI, uapi.F_REPLACE
-BEFORE, AFTER, ID, LINK, PRE = uapi.F_BEFORE, uapi.F_AFTER, uapi.F_ID, uapi.F_LINK, uapi.F_PREORDER
 
 
 def raw_attach(k: ModelKernel, r: dict[str, Any]) -> int:

@@ -12,6 +12,12 @@ from typing import Any
 
 import pytest
 from model_abi import (
+    CONN4,
+    CONN6,
+    EG,
+    ING,
+    MULTI,
+    OVR,
     RET1,
     ROOT,
     all_ids,
@@ -42,10 +48,6 @@ from cgbpf.model import ModelKernel
 from cgbpf.uapi import AttachType as AT
 from cgbpf.uapi import Cmd
 from cgbpf.uapi import ProgType as PT
-
-EG, ING, CONN4, CONN6 = (AT.CGROUP_INET_EGRESS, AT.CGROUP_INET_INGRESS,
-                         AT.CGROUP_INET4_CONNECT, AT.CGROUP_INET6_CONNECT)
-MULTI, OVR = uapi.F_ALLOW_MULTI, uapi.F_ALLOW_OVERRIDE
 
 
 def attached(k: ModelKernel, cg: int, prog: int, atype: int = EG) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from typing import Any
 
 from .. import uapi
 from ..uapi import Cmd
@@ -19,6 +20,7 @@ from .cgroupfs import Cgroup, Entry, Hook
 from .memory import Attr, fail
 from .objects import Link, Prog
 from .process import ObjFile, Process
+from .profiles import Profile
 
 MULTI, OVERRIDE = uapi.F_ALLOW_MULTI, uapi.F_ALLOW_OVERRIDE
 REPLACE, PREORDER = uapi.F_REPLACE, uapi.F_PREORDER
@@ -137,12 +139,18 @@ def attach_flag_mask(proc: Process) -> int:
             | (ANCHOR if profile.has("mprog_cgroup") else 0))
 
 
-def prog_attach(proc: Process, attr: Attr) -> int:
+def _legacy_steps_1_2(proc: Process, attr: Attr, cmd: Cmd) -> tuple[Profile, Any, int]:
+    """Steps 1-2 shared by PROG_ATTACH (§4) and PROG_DETACH (§7): the (5.7) capability,
+    the trailing bytes, the attach type.  Returns the profile, the attr, the prog type."""
     profile = proc.machine.profile
     a = attr.view(uapi.ProgAttachAttr)
     require_net_admin_before_5_8(proc)
-    attr.check_tail(profile.attr_end(Cmd.PROG_ATTACH))  # 1
-    ptype = prog_type_for(proc, a.attach_type)  # 2
+    attr.check_tail(profile.attr_end(cmd))  # 1
+    return profile, a, prog_type_for(proc, a.attach_type)  # 2
+
+
+def prog_attach(proc: Process, attr: Attr) -> int:
+    profile, a, ptype = _legacy_steps_1_2(proc, attr, Cmd.PROG_ATTACH)  # 1-2
     flags = a.attach_flags
     if flags & ~attach_flag_mask(proc):  # 3
         raise fail(errno.EINVAL)
@@ -188,11 +196,7 @@ def prog_attach(proc: Process, attr: Attr) -> int:
 
 
 def prog_detach(proc: Process, attr: Attr) -> int:
-    profile = proc.machine.profile
-    a = attr.view(uapi.ProgAttachAttr)
-    require_net_admin_before_5_8(proc)
-    attr.check_tail(profile.attr_end(Cmd.PROG_DETACH))  # 1
-    ptype = prog_type_for(proc, a.attach_type)  # 2
+    profile, a, ptype = _legacy_steps_1_2(proc, attr, Cmd.PROG_DETACH)  # 1-2
     if profile.has("mprog_uapi") and (a.attach_flags or a.relative_fd or (
             a.expected_revision and not profile.has("mprog_cgroup"))):  # 3
         raise fail(errno.EINVAL)
