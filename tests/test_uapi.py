@@ -137,4 +137,3 @@ def test_cgroup_attach_table() -> None:
     sock_addr = [t for t, p in uapi.CGROUP_PROG_TYPE.items()
                  if p is uapi.ProgType.CGROUP_SOCK_ADDR]
     assert len(sock_addr) == 17
-    assert set(uapi.ATTACH_TYPE_SINCE) == set(uapi.AttachType)

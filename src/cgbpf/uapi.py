@@ -176,32 +176,6 @@ CGROUP_PROG_TYPE: dict[AttachType, ProgType] = {
 #: (§2.1 column "attach requires eat == attach_type").
 EAT_ENFORCED = frozenset({_SOCK, _SOCK_ADDR, ProgType.CGROUP_SOCKOPT, ProgType.LSM})
 
-#: First kernel with each attach type (§2.1, §16) — for error messages only, never probing.
-ATTACH_TYPE_SINCE: dict[AttachType, str] = {
-    **{t: "4.17" for t in CGROUP_PROG_TYPE if CGROUP_PROG_TYPE[t] is _SOCK_ADDR},
-    AttachType.CGROUP_INET_INGRESS: "4.10",
-    AttachType.CGROUP_INET_EGRESS: "4.10",
-    AttachType.CGROUP_INET_SOCK_CREATE: "4.10",
-    AttachType.CGROUP_INET4_POST_BIND: "4.17",
-    AttachType.CGROUP_INET6_POST_BIND: "4.17",
-    AttachType.CGROUP_SOCK_OPS: "4.13",
-    AttachType.CGROUP_DEVICE: "4.15",
-    AttachType.CGROUP_UDP4_SENDMSG: "4.18",
-    AttachType.CGROUP_UDP6_SENDMSG: "4.18",
-    AttachType.CGROUP_SYSCTL: "5.2",
-    AttachType.CGROUP_UDP4_RECVMSG: "5.2",
-    AttachType.CGROUP_UDP6_RECVMSG: "5.2",
-    AttachType.CGROUP_GETSOCKOPT: "5.3",
-    AttachType.CGROUP_SETSOCKOPT: "5.3",
-    AttachType.CGROUP_INET4_GETPEERNAME: "5.8",
-    AttachType.CGROUP_INET6_GETPEERNAME: "5.8",
-    AttachType.CGROUP_INET4_GETSOCKNAME: "5.8",
-    AttachType.CGROUP_INET6_GETSOCKNAME: "5.8",
-    AttachType.CGROUP_INET_SOCK_RELEASE: "5.9",
-    AttachType.LSM_CGROUP: "6.0",
-    **{t: "6.7" for t in AttachType if t.name.startswith("CGROUP_UNIX")},
-}
-
 
 def name_of(value: int) -> str:
     """An enum member's name, or the plain number for values cgbpf has no name for."""

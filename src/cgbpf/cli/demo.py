@@ -56,7 +56,7 @@ class Tour:
         checked against ``want`` (main, alt): the demo shows, then verifies.  On the host:
         real traffic and the counters; the model runs no programs, so there the counts
         come from the effective array."""
-        if self.k.name == "model":
+        if isinstance(self.k, ModelKernel):
             eff = cg.query(EGRESS, effective=True).ids
             main, alt = (eff.count(p.id) * PACKETS for p in (self.main, self.alt))
             how = f"{PACKETS} packets from {self.rel(cg)} (model: from the effective array)"

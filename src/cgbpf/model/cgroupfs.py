@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from .. import uapi
 from .memory import fail
 from .objects import Defer, Link, Prog
-from .vfs import Cred, Dir, Filesystem, Node
+from .vfs import Dir, Filesystem, Node
 
 CGROUP2_MAGIC = 0x63677270
 #: The control files every cgroup directory shows (enough to exercise "a cgroup2 file").
@@ -104,11 +104,6 @@ class Cgroup(Dir):
 
     def attach_types_in_use(self) -> set[int]:
         return {t for c in [self, *self.ancestors()] for t, h in c.hooks.items() if h.entries}
-
-    def mkdir(self, name: str, cred: Cred) -> Dir:
-        child = Cgroup(self.fs, 0o777 & ~cred.umask, cred.uid, self)
-        self.children[name] = child
-        return child
 
     def rmdir(self, name: str) -> None:
         """rmdir is allowed with links and programs attached (§12); child cgroups: EBUSY."""
