@@ -774,14 +774,80 @@ def test_update_accepts_what_the_kernel_accepts(lab: Lab) -> None:
         assert link.info().prog_id == new.id
     assert (ids(cg), rev(cg)) == ([p2.id, p1.id, p2.id], 8)
     other.close()
-    c4, b6 = lab.prog(ProgType.CGROUP_SOCK_ADDR, CONNECT4), \
-        lab.prog(ProgType.CGROUP_SOCK_ADDR, AttachType.CGROUP_INET6_BIND)
+    c4, c4b = lab.prog(ProgType.CGROUP_SOCK_ADDR, CONNECT4), \
+        lab.prog(ProgType.CGROUP_SOCK_ADDR, CONNECT4)
     sock_link = lab.add(cg, c4, LINK, at=CONNECT4)
     assert sock_link is not None
-    sock_link.update(b6)
+    sock_link.update(c4b)
     info = sock_link.info()
-    assert (info.prog_id, info.attach_type) == (b6.id, CONNECT4)
-    assert ids(cg, CONNECT4) == [b6.id]
+    assert (info.prog_id, info.attach_type) == (c4b.id, CONNECT4)
+    assert ids(cg, CONNECT4) == [c4b.id]
+
+
+SOCK_ADDR, SOCK, SOCKOPT = (ProgType.CGROUP_SOCK_ADDR, ProgType.CGROUP_SOCK,
+                            ProgType.CGROUP_SOCKOPT)
+#: (link's program type, link's attach type, new program's expected attach type, its
+#: return value): a new program of the link's type, loaded for another attach type.
+EAT_MISMATCH = {
+    "sock_addr": (SOCK_ADDR, CONNECT4, CONNECT6, 1),
+    "sock_addr-bind": (SOCK_ADDR, CONNECT4, AttachType.CGROUP_INET6_BIND, 1),
+    "sock": (SOCK, AttachType.CGROUP_INET_SOCK_CREATE, AttachType.CGROUP_INET4_POST_BIND, 1),
+    "sockopt": (SOCKOPT, AttachType.CGROUP_GETSOCKOPT, AttachType.CGROUP_SETSOCKOPT, 1),
+    "skb-egress-enforced": (ProgType.CGROUP_SKB, INGRESS, EGRESS, 3),
+}
+
+
+@pytest.mark.parametrize("case", EAT_MISMATCH)
+def test_update_to_another_expected_attach_type(lab: Lab, case: str) -> None:
+    """The 6.18 host refuses (EINVAL) a program of the link's type loaded for another
+    attach type, and an egress-enforced skb program on an INGRESS link; §10 (and the model
+    without ``update_eat_check``) accepts them.  A refusal's hint names the expected
+    attach types, not the program type, which agrees."""
+    ptype, at, new_eat, ret = EAT_MISMATCH[case]
+    cg, old = lab.cg(), lab.prog(ptype, at)
+    link = lab.add(cg, old, LINK, at=at)
+    assert link is not None
+    new = lab.prog(ptype, new_eat, ret=ret)
+    before = lab.state()
+    try:
+        link.update(new)
+    except BpfError as e:
+        assert (type(e), e.errno) == (BpfError, errno.EINVAL), str(e)
+        hint = e.hint
+        assert hint in str(e)
+        assert hint.startswith(f"the program types agree ({ptype.name}) but the expected "
+                               "attach types differ"), hint
+        assert f"loaded for {new_eat.name}" in hint and at.name in hint, hint
+        assert link.info().prog_id == old.id and lab.state() == before
+    else:  # a kernel without the check (the model before the feature, §10)
+        assert link.info().prog_id == new.id
+        assert ids(cg, at) == [new.id]
+
+
+@pytest.mark.parametrize(("link_eat", "new_eat", "ret"), [
+    (INGRESS, EGRESS, 1), (EGRESS, INGRESS, 1), (EGRESS, EGRESS, 3), (INGRESS, INGRESS, 1)])
+def test_update_skb_accepts_either_direction(lab: Lab, link_eat: AttachType,
+                                             new_eat: AttachType, ret: int) -> None:
+    """A CGROUP_SKB program fits either skb hook unless it is egress-enforced."""
+    cg = lab.cg()
+    link = lab.add(cg, lab.prog(attach_type=link_eat), LINK, at=link_eat)
+    assert link is not None
+    new = lab.prog(attach_type=new_eat, ret=ret)
+    link.update(new)
+    assert link.info().prog_id == new.id
+
+
+def test_update_to_another_program_type_hint(lab: Lab) -> None:
+    """§10 step 8 on every kernel: the hint names both program types."""
+    cg = lab.cg()
+    link = lab.link(cg, lab.prog())
+    new = lab.other_type()
+    with pytest.raises(BpfError) as e:
+        link.update(new)
+    assert e.value.errno == errno.EINVAL
+    hint = e.value.hint
+    assert hint == "the new program's type CGROUP_SOCK differs from the link's CGROUP_SKB"
+    assert hint in str(e.value)
 
 
 def test_link_detach_twice(lab: Lab) -> None:

@@ -34,7 +34,8 @@ HINTS: dict[tuple[Cmd, int], str] = {
     "this hook by PROG_ATTACH, or the cgroup was removed",
     (Cmd.LINK_CREATE, errno.ENOENT): "the anchor link is not attached to this hook, or the "
     "cgroup was removed",
-    (Cmd.LINK_UPDATE, errno.EINVAL): "the new program's type differs from the link's",
+    (Cmd.LINK_UPDATE, errno.EINVAL): "the new program's type or expected attach type does "
+    "not fit the link",
     (Cmd.OBJ_PIN, errno.EPERM): "the path is not on a bpffs mount (mount -t bpf bpf DIR)",
     (Cmd.OBJ_PIN, errno.EEXIST): "something is already pinned at that path",
     (Cmd.OBJ_GET, errno.EACCES): "not a bpffs pin, or no permission to open it",

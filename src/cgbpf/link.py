@@ -17,7 +17,7 @@ from ._object import BpfObject, as_enum
 from .errors import BpfError, ExpectedProgramMismatch, LinkDefunct
 from .kernel import Kernel, default_kernel, probe
 from .program import Program
-from .uapi import AttachType, Cmd, LinkType
+from .uapi import AttachType, Cmd, LinkType, ProgType
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,44 @@ def _info(k: Kernel, fd: int) -> LinkInfo:
                     as_enum(AttachType, raw.attach_type) if cgroup else None)
 
 
+_ATTACH_TYPES = frozenset(AttachType)
 _DEFUNCT = {errno.ENOLINK: (LinkDefunct, "the link was detached or its cgroup was removed")}
 #: LINK_UPDATE errors, by whether an expected program was given.
 _UPDATE_ERRORS: dict[bool, _bpf.ErrorMap] = {
     False: _DEFUNCT,
     True: {**_DEFUNCT, errno.EPERM: (ExpectedProgramMismatch, "the link runs another program")},
 }
+
+
+def _update_hint(link_at: AttachType | int | None, new: Program) -> str:
+    """Why LINK_UPDATE says EINVAL, from what differs between the link and ``new``: the
+    program type (§10 step 8) or, for a program of the link's type, the expected attach
+    type.  6.18 refuses a SOCK, SOCK_ADDR or SOCKOPT program loaded for another attach
+    type than the link's, and an egress-enforced CGROUP_SKB program (one that may return
+    2 or 3) on an INGRESS link; older kernels checked the program type only."""
+    link_type = uapi.CGROUP_PROG_TYPE.get(AttachType(link_at)) \
+        if link_at in _ATTACH_TYPES else None
+    at = uapi.name_of(link_at) if link_at is not None else "unknown"
+    if link_type is None:
+        return (f"the new program's type {uapi.name_of(new.type)} or its expected attach "
+                f"type does not fit the link (attach type {at})")
+    if new.type != link_type:
+        return (f"the new program's type {uapi.name_of(new.type)} differs from the link's "
+                f"{link_type.name}")
+    same, eat = f"the program types agree ({link_type.name})", new.expected_attach_type
+    if eat is None:
+        return (f"{same}; the new program's expected attach type, unknown to cgbpf (found by "
+                "id or pin, or loaded without one, which for CGROUP_SOCK means "
+                f"CGROUP_INET_SOCK_CREATE), must fit the link's attach type {at}")
+    if new.type == ProgType.CGROUP_SKB and eat != link_at:
+        return (f"{same} but the expected attach types differ: the new program was loaded "
+                f"for {uapi.name_of(eat)} and, as it may return 2 or 3, can run only there; "
+                f"the link's attach type is {at}")
+    if eat != link_at:
+        return (f"{same} but the expected attach types differ: the new program was loaded "
+                f"for {uapi.name_of(eat)}, the link (and so its program) for {at}")
+    return (f"{same} and so do the expected attach types ({at}): an invalid request "
+            "(flags or old program)")
 
 
 class Link(BpfObject):
@@ -64,7 +96,7 @@ class Link(BpfObject):
         self.pins: list[str] = []
 
     def __repr__(self) -> str:
-        at = uapi.name_of(self.attach_type or 0)
+        at = uapi.name_of(self.attach_type) if self.attach_type is not None else "?"
         state = "closed" if self.closed else f"prog {self._prog_id} on cgroup {self._cgroup_id}"
         return f"<Link id={self.id} {at} {state}>"
 
@@ -114,10 +146,17 @@ class Link(BpfObject):
         attr = uapi.LinkUpdateAttr(link_fd=self.fd, new_prog_fd=new.fd)
         if expected is not None:
             attr.flags, attr.old_prog_fd = uapi.F_REPLACE, expected.fd
-        _bpf.call(self.kernel, Cmd.LINK_UPDATE, attr,
-                  lambda: f"{self!r} to {new!r}" + (f" if it runs {expected!r}" if expected
-                                                    else ""),
-                  errors=_UPDATE_ERRORS[expected is not None])
+        try:
+            self.kernel.bpf(Cmd.LINK_UPDATE, attr)
+        except OSError as e:
+            err = e.errno or errno.EIO
+            errors = _UPDATE_ERRORS[expected is not None]
+            if err == errno.EINVAL:
+                errors = {**errors, err: (BpfError, _update_hint(self.attach_type, new))}
+            raise _bpf.error(self.kernel, Cmd.LINK_UPDATE, err,
+                             f"{self!r} to {new!r}"
+                             + (f" if it runs {expected!r}" if expected else ""),
+                             errors=errors) from None
         self._prog_id = new.id
 
     def detach(self) -> None:
