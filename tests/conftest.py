@@ -1,7 +1,8 @@
 """Fixtures: ``kernel`` runs a test on both kernels, the host (a failure, not a skip,
-under CI=true when it cannot run) and a fresh model machine; ``cgtest.host_only`` keeps a
-test on the host (programs that must run, real processes).  A scratch cgroup subtree per
-test, and a leftover check for the session."""
+under CI=true when it cannot run) and a fresh model machine of the host's kernel
+(``model("host")``: calibrated by probing it; mainline 6.18 where the host cannot be
+probed); ``cgtest.host_only`` keeps a test on the host (programs that must run, real
+processes).  A scratch cgroup subtree per test, and a leftover check for the session."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import cgbpf
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel
-from cgtest import need_host
+from cgtest import host_problem, need_host
 
 PREFIX = "cgbpf-test"
 
@@ -22,9 +23,9 @@ PREFIX = "cgbpf-test"
 @pytest.fixture(params=["host", "model"])
 def kernel(request: pytest.FixtureRequest) -> Kernel:
     """Each test that takes ``kernel`` runs on the real kernel and on the model."""
-    return need_host() if request.param == "host" else cgbpf.model()
-
-
+    if request.param == "host":
+        return need_host()
+    return cgbpf.model("6.18" if host_problem() else "host")
 
 
 @pytest.fixture

@@ -1,58 +1,192 @@
-"""Probes agree with what the kernel really does: each probed feature is used for real
-right after, and must work exactly when the probe says it is there."""
+"""Probes agree with what the kernel really does: for every feature of the table, a use
+that is not the probe's own request runs right after the probe, and must behave as the
+feature's presence (or absence) says.  On the host, in the kernel matrix's guests
+(tests/kernels) and on the model alike: a probe that says "present" where the behaviour
+is missing fails here."""
 
 from __future__ import annotations
 
-from contextlib import suppress
+import ctypes
+import errno
+import hashlib
+import os
+from collections.abc import Callable
+from contextlib import ExitStack
 
 import pytest
 
-from cgbpf import HEAD, BpfError, Cgroup, Link, NotSupported, Program
+from cgbpf import HEAD, AttachType, Cgroup, NotSupported, Program, ProgType, asm, uapi
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel, probe
+from cgbpf.uapi import Cmd
 from cgtest import EGRESS, load
 
-
-class Uses:
-    """Requests that each need one feature; ``close`` undoes them."""
-
-    def __init__(self, cg: Cgroup, prog: Program) -> None:
-        self.cg, self.prog, self.links = cg, prog, list[Link]()
-
-    def link(self, **kw: object) -> Link:
-        self.links.append(self.cg.link(self.prog, EGRESS, **kw))  # type: ignore[arg-type]
-        return self.links[-1]
-
-    def use(self, feature: str) -> None:
-        cg, prog = self.cg, self.prog
-        {
-            probe.LINKS: lambda: self.link(),
-            probe.LINK_INFO: lambda: self.link().info(),
-            probe.LINK_DETACH: lambda: self.link().detach(),
-            probe.PREORDER_ATTACH: lambda: cg.attach(prog, EGRESS, preorder=True),
-            probe.PREORDER_LINK: lambda: self.link(preorder=True),
-            probe.ORDERING: lambda: self.link(before=HEAD),
-            probe.REVISION: lambda: self.link(expected_revision=cg.query(EGRESS).revision),
-        }[feature]()
-
-    def close(self) -> None:
-        for link in self.links:
-            link.close()
-        with suppress(BpfError):
-            self.cg.detach(self.prog, EGRESS)
+AT = AttachType
 
 
-@pytest.mark.parametrize("feature", sorted(probe.FEATURES))
+class Use:
+    """One test's world: a cgroup, programs by (type, expected attach type), cleanup."""
+
+    def __init__(self, kernel: Kernel, scratch: Scratch, stack: ExitStack) -> None:
+        self.k, self.scratch, self.stack = kernel, scratch, stack
+        self.cg = scratch.cgroup("a")
+
+    def prog(self, ptype: ProgType = ProgType.CGROUP_SKB, eat: AT | None = EGRESS,
+             ret: int = 1) -> Program:
+        return self.stack.enter_context(Program.load(
+            asm.return_program(ret), ptype, expected_attach_type=eat, name="use", kernel=self.k))
+
+    def link(self, prog: Program | None = None, at: AT | None = None, **kw: object) -> str:
+        self.stack.enter_context(self.cg.link(prog or self.prog(), at, **kw))  # type: ignore[arg-type]
+        return "ok"
+
+    def raw(self, cmd: Cmd, attr: ctypes.Structure) -> int:
+        return self.k.bpf(cmd, attr)
+
+    def query(self, **fields: int) -> str:
+        """PROG_QUERY of this cgroup (EGRESS) with extra attr ``fields``."""
+        self.raw(Cmd.PROG_QUERY, uapi.QueryAttr(target_fd=self.cg.fd, attach_type=EGRESS,
+                                                **fields))
+        return "ok"
+
+
+def outcome(fn: Callable[[], object]) -> str:
+    """"ok", the value ``fn`` returns, "NotSupported", or the errno name."""
+    try:
+        value = fn()
+    except NotSupported:
+        return "NotSupported"
+    except OSError as e:
+        return errno.errorcode.get(e.errno or 0, str(e.errno))
+    return value if isinstance(value, str) else "ok"
+
+
+def _defunct_update(u: Use) -> str:
+    prog = u.prog()
+    link = u.stack.enter_context(u.cg.link(prog))
+    link.detach()
+    return outcome(lambda: link.update(prog))
+
+
+def _replace_self(u: Use) -> str:
+    prog = u.prog()
+    u.cg.attach(prog)
+    u.stack.callback(u.cg.detach, prog, EGRESS)
+    return outcome(lambda: u.cg.attach(prog, replace=prog))
+
+
+def _restricted(caps: set[str], fn: Callable[[Kernel], object]) -> Callable[[Use], str]:
+    return lambda u: outcome(lambda: u.k.run_restricted(caps, fn))
+
+
+def _link_info_len(u: Use) -> str:
+    buf = ctypes.create_string_buffer(128)
+    fd = u.stack.enter_context(u.cg.link(u.prog())).fileno()
+    attr = uapi.InfoAttr(bpf_fd=fd, info_len=128, info=ctypes.addressof(buf))
+    u.raw(Cmd.OBJ_GET_INFO_BY_FD, attr)
+    return f"info_len={attr.info_len}"
+
+
+def _pin_with_path_fd(u: Use) -> str:
+    mount = u.scratch.bpffs()
+    dirfd = u.k.open_dir(mount)
+    u.stack.callback(u.k.close, dirfd)
+    name = ctypes.create_string_buffer(b"p")
+    u.raw(Cmd.OBJ_PIN, uapi.ObjAttr(pathname=ctypes.addressof(name), bpf_fd=u.prog().fd,
+                                    file_flags=uapi.F_PATH_FD, path_fd=dirfd))
+    u.k.unlink(os.path.join(mount, "p"))
+    return "ok"
+
+
+def _tag(u: Use) -> str:
+    code = asm.assemble(asm.return_program(0))
+    tag = bytes.fromhex(u.prog(ret=0).info().tag)
+    return {hashlib.sha256(code).digest()[:8]: "sha256",
+            hashlib.sha1(code).digest()[:8]: "sha1"}.get(tag, tag.hex())
+
+
+def _update_to_other_eat(u: Use) -> str:
+    create = u.prog(ProgType.CGROUP_SOCK, AT.CGROUP_INET_SOCK_CREATE)
+    link = u.stack.enter_context(u.cg.link(create))
+    return outcome(lambda: link.update(u.prog(ProgType.CGROUP_SOCK, AT.CGROUP_INET4_POST_BIND)))
+
+
+def _hook(at: AT) -> Callable[[Use], str]:
+    return lambda u: outcome(lambda: u.cg.query(at))
+
+
+_QUERY = {"target_fd": 0, "attach_type": EGRESS}
+
+#: feature -> (the use, its outcome with the feature, its outcome without)
+USES: dict[str, tuple[Callable[[Use], str], str, str]] = {
+    probe.LINKS: (lambda u: outcome(u.link), "ok", "NotSupported"),
+    "cap_bpf": (_restricted({"CAP_BPF", "CAP_NET_ADMIN"}, lambda k: load(k).close()),
+                "ok", "EPERM"),
+    probe.LINK_INFO: (lambda u: outcome(
+        lambda: u.stack.enter_context(u.cg.link(u.prog())).info()), "ok", "NotSupported"),
+    "enolink_on_update": (_defunct_update, "ENOLINK", "EINVAL"),
+    "replace_self": (_replace_self, "ok", "EINVAL"),
+    "getpeername_hooks": (_hook(AT.CGROUP_INET4_GETPEERNAME), "ok", "EINVAL"),
+    probe.LINK_DETACH: (lambda u: outcome(
+        lambda: u.stack.enter_context(u.cg.link(u.prog())).detach()), "ok", "NotSupported"),
+    "sock_release_hook": (_hook(AT.CGROUP_INET_SOCK_RELEASE), "ok", "EINVAL"),
+    "link_create_ext_attr": (lambda u: outcome(lambda: u.stack.callback(u.k.close, u.raw(
+        Cmd.LINK_CREATE, uapi.LinkCreateAttr(
+            prog_fd=u.prog().fd, target_fd=u.cg.fd, attach_type=EGRESS,
+            expected_revision=u.cg.query(EGRESS).revision or 1)))), "ok", "EINVAL"),
+    "prog_attach_flags_query": (lambda u: outcome(lambda: u.query(
+        prog_cnt=1, prog_ids=ctypes.addressof(_IDS), prog_attach_flags=ctypes.addressof(_IDS))),
+        "ok", "EINVAL"),
+    "lsm_cgroup": (_hook(AT.LSM_CGROUP), "ok", "EINVAL"),
+    "mprog_uapi": (lambda u: outcome(lambda: u.query(
+        prog_cnt=1, prog_ids=ctypes.addressof(_IDS), link_ids=ctypes.addressof(_IDS))),
+        "ok", "EINVAL"),
+    "link_info_64": (lambda u: outcome(lambda: _link_info_len(u)), "info_len=64",
+                     "info_len=48"),
+    "obj_path_fd": (lambda u: outcome(lambda: _pin_with_path_fd(u)), "ok", "EINVAL"),
+    "unix_hooks": (_hook(AT.CGROUP_UNIX_CONNECT), "ok", "EINVAL"),
+    "bpf_net_capable": (_restricted({"CAP_SYS_ADMIN", "CAP_BPF"}, lambda k: Cgroup.open(
+        _PATH[0], kernel=k).query(EGRESS)), "ok", "EPERM"),
+    "skb_link_type_check": (lambda u: outcome(
+        lambda: u.link(u.prog(), AT.CGROUP_INET_SOCK_CREATE)), "EINVAL", "ok"),
+    probe.PREORDER_ATTACH: (lambda u: outcome(lambda: (
+        u.cg.attach(p := u.prog(), preorder=True), u.cg.detach(p))), "ok", "NotSupported"),
+    probe.PREORDER_LINK: (lambda u: outcome(lambda: u.link(preorder=True)), "ok",
+                          "NotSupported"),
+    probe.MPROG: (lambda u: outcome(lambda: (
+        u.link(before=HEAD), u.link(expected_revision=u.cg.query(EGRESS).revision))),
+        "ok", "NotSupported"),
+    probe.TAG_SHA256: (_tag, "sha256", "sha1"),
+    probe.UPDATE_EAT_CHECK: (_update_to_other_eat, "EINVAL", "ok"),
+}
+_IDS = (ctypes.c_uint32 * 4)()
+_PATH: list[str] = [""]  # the cgroup a restricted child opens
+
+
+def test_every_feature_has_a_use() -> None:
+    assert set(USES) == set(probe.FEATURES)
+
+
+@pytest.mark.parametrize("feature", list(probe.FEATURES))
 def test_probe_matches_real_use(kernel: Kernel, scratch: Scratch, feature: str) -> None:
-    with load(kernel) as prog:
-        uses = Uses(scratch.cgroup("a"), prog)
-        try:
-            if probe.supported(kernel, feature):
-                uses.use(feature)
-            else:
-                with pytest.raises(NotSupported) as e:
-                    uses.use(feature)
-                assert probe.FEATURES[feature].since in str(e.value)
-        finally:
-            uses.close()
-        assert uses.cg.query(EGRESS).ids == []
+    found = probe.check(kernel, feature)
+    assert found is not None, probe.why(kernel, feature)
+    use, present, absent = USES[feature]
+    with ExitStack() as stack:
+        u = Use(kernel, scratch, stack)
+        _PATH[0] = u.cg.path
+        got = use(u)
+    assert got == (present if found else absent), f"probe says {found}"
+    assert Cgroup.open(u.cg.path, kernel=kernel).query(EGRESS).ids == []
+
+
+def test_not_supported_names_the_first_kernel(kernel: Kernel, scratch: Scratch) -> None:
+    """Where a library feature is absent, NotSupported names it and its release."""
+    for key in (probe.LINKS, probe.LINK_INFO, probe.LINK_DETACH, probe.PREORDER_LINK,
+                probe.MPROG):
+        if not probe.supported(kernel, key):
+            with pytest.raises(NotSupported) as e:
+                probe.require(kernel, key)
+            assert probe.FEATURES[key].since in str(e.value)
+        else:
+            probe.require(kernel, key)

@@ -77,7 +77,7 @@ class _Placement:
         flags, rel = 0, 0
         anchor = before if before is not None else after
         if anchor is not None:
-            probe.require(k, probe.ORDERING)
+            probe.require(k, probe.MPROG)
             flags |= uapi.F_BEFORE if before is not None else uapi.F_AFTER
             if isinstance(anchor, Link):
                 flags |= uapi.F_LINK
@@ -87,7 +87,7 @@ class _Placement:
             probe.require(k, probe.PREORDER_LINK if link else probe.PREORDER_ATTACH)
             flags |= uapi.F_PREORDER
         if expected_revision:
-            probe.require(k, probe.REVISION)
+            probe.require(k, probe.MPROG)
         return cls(flags, rel, expected_revision)
 
 
@@ -212,7 +212,7 @@ class Cgroup(FdObject):
         """
         if fallback and not probe.supported(self.kernel, probe.LINKS):
             if before is not None or after is not None or preorder or expected_revision:
-                probe.require(self.kernel, probe.ORDERING)  # none of them predates links
+                probe.require(self.kernel, probe.MPROG)  # none of them predates links
             return LegacyLink(self, prog, self._attach_type(prog, attach_type))
         probe.require(self.kernel, probe.LINKS)
         at = self._attach_type(prog, attach_type)
@@ -258,7 +258,7 @@ class Cgroup(FdObject):
         (ENOENT otherwise: links are detached through the link)."""
         at = self._attach_type(prog, attach_type)
         if expected_revision:
-            probe.require(self.kernel, probe.REVISION)
+            probe.require(self.kernel, probe.MPROG)
         attr = uapi.ProgAttachAttr(target_fd=self.fd, attach_bpf_fd=prog.fd if prog else 0,
                                    attach_type=at, expected_revision=expected_revision)
         _bpf.call(self.kernel, Cmd.PROG_DETACH, attr, self._detail("detach", prog, at),

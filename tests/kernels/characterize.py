@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -25,7 +24,6 @@ from typing import Any
 from cgbpf import asm, uapi
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel, probe
-from cgbpf.kernel.protocol import CAPABILITIES
 from cgbpf.uapi import AttachType as AT
 from cgbpf.uapi import Cmd
 
@@ -165,18 +163,9 @@ class Ctx:
         return self.query(cg).revision
 
     def as_process(self, caps: Iterable[str], fn: Callable[[Kernel], object]) -> None:
-        """``fn(k)`` in a child process that shares this one's fds and has only ``caps``:
-        a forked child that drops capabilities on the host, ``k.process`` in the model.
-        Raises the child's OSError."""
-        process = getattr(self.k, "process", None)
-        if process is None:
-            _in_child(lambda: fn(self.k), caps)
-            return
-        child = process(caps=set(caps), fork=True)
-        try:
-            fn(child)
-        finally:
-            child.exit()
+        """``fn(k)`` in a child process that shares this one's fds and has only ``caps``
+        (the kernel's ``run_restricted``).  Raises the child's OSError."""
+        self.k.run_restricted(set(caps), fn)
 
 
 class Query:
@@ -195,56 +184,6 @@ class Query:
         self.ids = list(ids)[: attr.prog_cnt]
         self.flags = list(flg)[: attr.prog_cnt]
         self.link_ids_untouched = all(v == SENTINEL for v in lnk)
-
-
-# --- dropping capabilities in a forked child (host) ----------------------------------------
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
-def _keep_only(caps: Iterable[str]) -> None:
-    """capset(2): effective = permitted = ``caps`` (uid stays 0)."""
-    mask = sum(1 << CAPABILITIES[c] for c in caps)
-    data = (_CapData * 2)()
-    for i in (0, 1):
-        data[i].effective = data[i].permitted = (mask >> (32 * i)) & 0xFFFFFFFF
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data) != 0:  # version 3
-        raise OSError(ctypes.get_errno(), "capset")
-
-
-def _in_child(fn: Callable[[], object], caps: Iterable[str]) -> None:
-    """Run ``fn`` in a forked child with only ``caps``; its errno (0: success) comes back
-    through a pipe and is raised here as OSError."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child
-        result = "0"
-        try:
-            os.close(r)
-            _keep_only(caps)
-            fn()
-        except OSError as e:
-            result = str(e.errno)
-        except BaseException as e:
-            result = f"child failed: {e!r}"
-        os.write(w, result.encode())
-        os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        result = f.read()
-    os.waitpid(pid, 0)
-    if not result.isdigit():
-        raise RuntimeError(result or "the child died")
-    if int(result):
-        raise OSError(int(result), os.strerror(int(result)))
 
 
 def _poll(cond: Callable[[], bool], seconds: float = 5.0) -> bool:
@@ -802,8 +741,10 @@ def target_o_path(c: Ctx) -> None:
 
 @request
 def library_probes(c: Ctx) -> str:
-    """What ``cgbpf.kernel.probe`` finds on this kernel (features it says are present)."""
-    return ",".join(key for key in probe.FEATURES if probe.supported(c.k, key))
+    """What ``cgbpf.kernel.probe`` finds on this kernel: every feature of its table, as
+    present (+), absent (-) or could not tell (?)."""
+    return ",".join({True: "+", False: "-", None: "?"}[probe.check(c.k, key)] + key
+                    for key in probe.FEATURES)
 
 
 # ==========================================================================================

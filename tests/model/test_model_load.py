@@ -6,6 +6,8 @@ import ctypes
 import errno as E
 import hashlib
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from model_abi import RET1, err, info, map_create, map_elem, prog_load, ret
@@ -81,15 +83,20 @@ def test_library_counter_program_loads(k: ModelKernel) -> None:
     assert (pi.type, pi.nr_map_ids) == (PT.CGROUP_SKB, 1)
 
 
-def test_tag_is_sha1_with_map_fds_zeroed(k: ModelKernel) -> None:
+@pytest.mark.parametrize(("version", "digest"), [("6.18", hashlib.sha256),
+                                                ("6.17", hashlib.sha1)])
+def test_tag_is_a_hash_with_map_fds_zeroed(version: str, digest: Callable[[bytes], Any]
+                                           ) -> None:
+    """SHA-256 from 6.18 (feature ``tag_sha256``), SHA-1 before; map fds zeroed."""
+    k = ModelKernel(version)
     m1, m2 = map_create(k), map_create(k)
 
     def code(fd: int) -> bytes:
         return insn(0x18, dst=1, src=1, imm=fd) + insn(0) + RET1
 
     tags = [bytes(info(k, prog_load(k, insns=code(m)), uapi.ProgInfo)[0].tag) for m in (m1, m2)]
-    assert tags[0] == tags[1] == hashlib.sha1(code(0)).digest()[:8]
-    assert bytes(info(k, prog_load(k), uapi.ProgInfo)[0].tag) == hashlib.sha1(RET1).digest()[:8]
+    assert tags[0] == tags[1] == digest(code(0)).digest()[:8]
+    assert bytes(info(k, prog_load(k), uapi.ProgInfo)[0].tag) == digest(RET1).digest()[:8]
 
 
 def test_prog_info_fields(k: ModelKernel) -> None:

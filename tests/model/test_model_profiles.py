@@ -29,7 +29,8 @@ from cgbpf.uapi import ProgType as PT
 
 EG = AT.CGROUP_INET_EGRESS
 MULTI, OVR, PRE, BEFORE = uapi.F_ALLOW_MULTI, uapi.F_ALLOW_OVERRIDE, uapi.F_PREORDER, uapi.F_BEFORE
-VERSIONS = ["5.6", "5.7", "5.8", "5.9", "6.0", "6.1", "6.6", "6.12.100", "6.15", "6.17", "6.18"]
+VERSIONS = ["5.6", "5.7", "5.8", "5.9", "6.0", "6.1.192", "6.6", "6.12.100", "6.15", "6.17",
+            "6.18"]
 
 
 def result(fn: Callable[[], int]) -> int:
@@ -163,11 +164,14 @@ def test_custom_profiles() -> None:
     p = Profile.of("6.18").without("mprog_cgroup", name="no-mprog")
     assert (p.name, p.has("preorder_link"), p.has("mprog_cgroup")) == ("no-mprog", True, False)
     assert result(lambda: before_unanchored(ModelKernel(p))) == EI
-    assert result(lambda: before_unanchored(ModelKernel(Profile.of("6.1").with_(
+    assert result(lambda: before_unanchored(ModelKernel(Profile.of("6.1.192").with_(
         "mprog_cgroup")))) == 0
     assert Profile.of("6.12.100") == Profile("6.12.100", Profile.of("6.12.100").features)
     with pytest.raises(ValueError):
         Profile("x", frozenset({"warp_drive"}))
     with pytest.raises(ValueError):
         Profile.of("4.19")
-    assert set(Profile.of("6.18").features) == set(FEATURES)
+    with pytest.raises(ValueError, match="host"):
+        Profile.of("6.18.44")  # a stable version string does not tell the backports
+    # mainline 6.18 as released has every feature but the CVE-2025-40123 backport
+    assert set(Profile.of("6.18").features) == set(FEATURES) - {"update_eat_check"}

@@ -43,7 +43,9 @@ def host() -> HostKernel:
 
 def model(version: str | Profile = "6.18", **options: Any) -> ModelKernel:
     """A fresh model machine (pure Python, no privileges needed), behaving like Linux
-    ``version`` (a version name or a :class:`~cgbpf.model.Profile`).  ``options`` go to
+    ``version``: a named profile ("5.6" ... "6.18" as released, "6.12.100" ... as a
+    distribution ships it), ``"host"`` (the running kernel, probed: a model of the machine
+    you deploy to; probing needs root) or a :class:`~cgbpf.model.Profile`.  ``options`` go to
     :class:`~cgbpf.model.ModelKernel` (``lag``, ``caps``, ``uid``, ``umask``…)."""
     from ..model import ModelKernel
 

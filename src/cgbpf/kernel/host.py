@@ -6,9 +6,14 @@ import ctypes
 import ctypes.util
 import errno
 import os
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from .. import uapi
 from .protocol import CAPABILITIES
+
+if TYPE_CHECKING:
+    from .protocol import Kernel
 
 
 class _Statfs(ctypes.Structure):
@@ -23,6 +28,28 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
                         ctypes.c_void_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _keep_only(caps: Iterable[str]) -> None:
+    """capset(2): effective = permitted = ``caps`` (uid stays); capabilities this kernel
+    does not know (CAP_BPF before 5.8) are left out."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    mask = sum(1 << CAPABILITIES[c] for c in caps if CAPABILITIES[c] <= last)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        data[i].effective = data[i].permitted = (mask >> (32 * i)) & 0xFFFFFFFF
+    if _libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data) != 0:  # version 3
+        raise OSError(ctypes.get_errno(), "capset")
 
 
 #: Anon-inode names of bpf fds -> kind.  Links were "bpf_link" before 6.x and are
@@ -112,6 +139,35 @@ class HostKernel:
         with open("/proc/self/status") as f:
             eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
         return bool(eff >> CAPABILITIES[name] & 1)
+
+    def run_restricted(self, caps: Iterable[str], fn: Callable[[Kernel], object]) -> None:
+        """A forked child drops to ``caps`` and runs ``fn``; its errno comes back through
+        a pipe.  A child that cannot drop its capabilities raises ``RuntimeError``."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            result = "0"
+            try:
+                os.close(r)
+                try:
+                    _keep_only(caps)
+                except OSError as e:
+                    raise RuntimeError(f"capset: {e.strerror}") from e
+                fn(self)
+            except OSError as e:
+                result = str(e.errno)
+            except BaseException as e:
+                result = f"the child failed: {e!r}"
+            os.write(w, result.encode())
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as f:
+            result = f.read()
+        os.waitpid(pid, 0)
+        if not result.isdigit():
+            raise RuntimeError(result or "the child died")
+        if int(result):
+            raise OSError(int(result), os.strerror(int(result)))
 
     def mount_bpffs(self, path: str) -> None:
         _check(_libc.mount(b"bpf", os.fsencode(path), b"bpf", 0, None), f"mount bpffs {path}")

@@ -1,112 +1,440 @@
-"""Feature probes: ask the kernel, never parse its version string.
+"""Kernel features: one table, one probe each.  Ask the kernel, never parse its version.
 
-Each probe sends a request that a kernel with the feature rejects for one reason (a bad
-fd: EBADF) and a kernel without it rejects for another (an unknown command or flag:
-EINVAL).  Results are cached per kernel object.
+Every behaviour that differs between kernels is a :class:`Feature` of :data:`FEATURES`:
+its key (the model's key too: ``Profile.has(key)``), what it is, the first mainline
+release with it, what it switches on, and the probe that finds it on a live kernel.
+
+Most probes send a request that a kernel with the feature refuses for one reason (a bad
+fd: EBADF) and a kernel without it for another (an unknown command, flag or attr field:
+EINVAL).  Behaviours that no such request shows are tried for real, on a tiny program
+and, where they need one, a scratch cgroup ``<cgroup2>/cgbpf-probe-<pid>-<n>`` that is
+removed at once.  A probe has three outcomes: present, absent, or ``None`` ("could not
+tell": refused for lack of privilege, say).  Only present and absent are cached, and only
+absent makes :func:`require` raise :class:`NotSupported`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import hashlib
+import os
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 
-from .. import uapi
+from .. import asm, uapi
 from ..errors import NotSupported
-from ..uapi import AttachType, Cmd
+from ..uapi import AttachType, Cmd, ProgType
 from .protocol import Kernel
 
 _BAD_FD = 0xFFFFFFFF  # -1 as u32: never a valid fd, so a kernel that gets this far says EBADF
+_PROBE_PREFIX = "cgbpf-probe"
 
 
-LINKS, LINK_INFO, LINK_DETACH = "links", "link_info", "link_detach"
-PREORDER_ATTACH, PREORDER_LINK, ORDERING, REVISION = (
-    "preorder_attach", "preorder_link", "ordering", "revision")
+class CannotTell(Exception):
+    """A probe could not decide (e.g. a step it needs was refused); the message says why."""
 
 
 @dataclass(frozen=True)
 class Feature:
-    """A kernel feature: its key, what it is, the first mainline release with it, how to
-    probe it."""
+    """A version-dependent kernel behaviour: ``key`` (also the model's), ``name`` (for
+    messages), ``since`` (first mainline release, or how it reaches kernels), ``what``
+    it switches on, ``how`` it is probed, and the ``probe``."""
 
     key: str
     name: str
     since: str
+    what: str
     how: str
-    probe: Callable[[Kernel], bool]
+    probe: Callable[[Prober], bool]
+    mainline: bool = True  # False: not in a mainline release (a stable backport)
 
 
-def _ebadf(k: Kernel, cmd: Cmd, attr: object) -> bool:
-    """True if ``cmd`` with ``attr`` gets as far as the fd check (EBADF)."""
+class Prober:
+    """What probes share while probing one kernel: programs by (type, expected attach
+    type), a scratch cgroup, and the cleanup of both."""
+
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        self._progs: dict[tuple[int, int, int], int] = {}
+        self._fds: list[int] = []
+        self._dirs: list[str] = []
+        self._buffers: list[ctypes.Array[ctypes.c_char]] = []
+
+    def __enter__(self) -> Prober:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def own(self, fd: int) -> int:
+        self._fds.append(fd)
+        return fd
+
+    def load_attr(self, ptype: ProgType, eat: AttachType | int = 0,
+                  ret: int = 1) -> ctypes.Structure:
+        """PROG_LOAD's attr for a program that returns ``ret`` (its buffers are kept)."""
+        code = asm.assemble(asm.return_program(ret))
+        insns = ctypes.create_string_buffer(code, len(code))
+        lic = ctypes.create_string_buffer(b"GPL")
+        self._buffers += [insns, lic]
+        return uapi.ProgLoadAttr(prog_type=ptype, insn_cnt=len(code) // 8,
+                                 insns=ctypes.addressof(insns), license=ctypes.addressof(lic),
+                                 expected_attach_type=eat)
+
+    def prog(self, ptype: ProgType, eat: AttachType | int = 0, ret: int = 1) -> int:
+        """A loaded program that returns ``ret``; CannotTell if PROG_LOAD is refused."""
+        key = (ptype, eat, ret)
+        if key not in self._progs:
+            attr = self.load_attr(ptype, eat, ret)
+            self._progs[key] = self.own(self.call("PROG_LOAD", Cmd.PROG_LOAD, attr))
+        return self._progs[key]
+
+    def cgroup(self) -> tuple[int, str]:
+        """A new empty cgroup (fd, path) below the cgroup2 root, removed on close."""
+        try:
+            path = os.path.join(self.k.cgroup_root,
+                                f"{_PROBE_PREFIX}-{os.getpid()}-{len(self._dirs)}")
+            self.k.mkdir(path)
+        except OSError as e:
+            raise CannotTell(f"cannot make a scratch cgroup: {e.strerror}") from e
+        self._dirs.append(path)
+        return self.own(self.k.open_dir(path)), path
+
+    def call(self, what: str, cmd: Cmd, attr: ctypes.Structure) -> int:
+        """A step the probe needs to succeed: its refusal means "could not tell"."""
+        try:
+            return self.k.bpf(cmd, attr)
+        except OSError as e:
+            raise CannotTell(f"{what} was refused: {errno.errorcode.get(e.errno or 0)}") from e
+
+    def link(self, prog: int, cg: int, at: AttachType) -> int:
+        return self.own(self.call("LINK_CREATE", Cmd.LINK_CREATE, uapi.LinkCreateAttr(
+            prog_fd=prog, target_fd=cg, attach_type=at)))
+
+    def close_fd(self, fd: int) -> None:
+        self._fds.remove(fd)
+        self.k.close(fd)
+
+    def rmdir(self, path: str) -> None:
+        self.k.rmdir(path)
+        self._dirs.remove(path)
+
+    def close(self) -> None:
+        for fd in reversed(self._fds):
+            self.k.close(fd)
+        for path in reversed(self._dirs):
+            self.k.rmdir(path)
+        self._fds, self._dirs, self._progs = [], [], {}
+
+
+def answer(k: Kernel, cmd: Cmd, attr: ctypes.Structure, *, present: int = errno.EBADF,
+           absent: int = errno.EINVAL) -> bool:
+    """Present if ``cmd`` fails with ``present`` (or succeeds), absent with ``absent``;
+    any other errno: CannotTell."""
     try:
-        k.bpf(cmd, attr)  # type: ignore[arg-type]
+        k.bpf(cmd, attr)
     except OSError as e:
-        return e.errno == errno.EBADF
+        if e.errno in (present, absent):
+            return e.errno == present
+        raise CannotTell(f"{cmd.name} gave {errno.errorcode.get(e.errno or 0)}") from e
     return True
 
 
-def _attach_flags(flags: int, **extra: int) -> Callable[[Kernel], bool]:
-    return lambda k: _ebadf(k, Cmd.PROG_ATTACH, uapi.ProgAttachAttr(
-        target_fd=_BAD_FD, attach_bpf_fd=_BAD_FD, attach_type=AttachType.CGROUP_INET_EGRESS,
-        attach_flags=uapi.F_ALLOW_MULTI | flags, **extra))
+def _attach(at: AttachType = AttachType.CGROUP_INET_EGRESS, flags: int = uapi.F_ALLOW_MULTI,
+            **extra: int) -> Callable[[Prober], bool]:
+    """PROG_ATTACH with bad fds: EBADF if the kernel knows the attach type, the flags and
+    the fields, EINVAL if not."""
+    return lambda p: answer(p.k, Cmd.PROG_ATTACH, uapi.ProgAttachAttr(
+        target_fd=_BAD_FD, attach_bpf_fd=_BAD_FD, attach_type=at, attach_flags=flags, **extra))
 
 
-def _command_exists(cmd: Cmd, attr: object) -> Callable[[Kernel], bool]:
+def _query(**fields: int) -> Callable[[Prober], bool]:
+    """PROG_QUERY of a bad fd with ``fields`` set: EINVAL if they lie past the kernel's
+    attr (CHECK_ATTR), EBADF if it has them."""
+    return lambda p: answer(p.k, Cmd.PROG_QUERY, uapi.QueryAttr(
+        target_fd=_BAD_FD, attach_type=AttachType.CGROUP_INET_EGRESS, **fields))
+
+
+def _command(cmd: Cmd, attr: Callable[[], ctypes.Structure]) -> Callable[[Prober], bool]:
     """Unknown commands give EINVAL; a known one fails otherwise (EBADF, ENOENT, EPERM)."""
-    def probe(k: Kernel) -> bool:
+    def probe(p: Prober) -> bool:
         try:
-            k.bpf(cmd, attr)  # type: ignore[arg-type]
+            p.k.bpf(cmd, attr())
         except OSError as e:
             return e.errno != errno.EINVAL
         return True
     return probe
 
 
-def _link_preorder(k: Kernel) -> bool:
-    """LINK_CREATE checks the prog fd before the flags, so this probe needs a program."""
-    from ..asm import return_program
-    from ..program import Program
+def _link_create(flags: int = 0, at: AttachType = AttachType.CGROUP_INET_EGRESS,
+                 **extra: int) -> Callable[[Prober], bool]:
+    """LINK_CREATE of a real program to a bad target: LINK_CREATE looks at the program
+    before the flags and the target."""
+    def probe(p: Prober) -> bool:
+        prog = p.prog(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS)
+        return answer(p.k, Cmd.LINK_CREATE, uapi.LinkCreateAttr(
+            prog_fd=prog, target_fd=_BAD_FD, attach_type=at, flags=flags, **extra))
+    return probe
 
-    with Program.load(return_program(1), uapi.ProgType.CGROUP_SKB, name="cgbpf_probe",
-                      expected_attach_type=AttachType.CGROUP_INET_EGRESS, kernel=k) as p:
-        return _ebadf(k, Cmd.LINK_CREATE, uapi.LinkCreateAttr(
-            prog_fd=p.fd, target_fd=_BAD_FD, attach_type=AttachType.CGROUP_INET_EGRESS,
-            flags=uapi.F_PREORDER))
+
+def _links(p: Prober) -> bool:
+    """Whether there are links at all (a link-only behaviour is absent without)."""
+    found = check(p.k, LINKS, p)
+    if found is None:
+        raise CannotTell(why(p.k, LINKS))
+    return found
 
 
+def _skb_link_type_check(p: Prober) -> bool:
+    """A CGROUP_SKB program linked to a sock hook: EINVAL with the check, EBADF (the bad
+    target) without."""
+    return _links(p) and not _link_create(at=AttachType.CGROUP_INET_SOCK_CREATE)(p)
+
+
+def _defunct_update(p: Prober) -> bool:
+    """LINK_UPDATE of a detached link: ENOLINK (5.8) or EINVAL.  Detached with
+    LINK_DETACH, or, before 5.9, by removing its cgroup (asynchronous: polled)."""
+    if not _links(p):
+        return False
+    prog = p.prog(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS)
+    cg, path = p.cgroup()
+    link = p.link(prog, cg, AttachType.CGROUP_INET_EGRESS)
+    update = uapi.LinkUpdateAttr(link_fd=link, new_prog_fd=prog)
+    if check(p.k, LINK_DETACH, p):
+        p.call("LINK_DETACH", Cmd.LINK_DETACH, uapi.LinkDetachAttr(link_fd=link))
+    else:
+        p.close_fd(cg)
+        p.rmdir(path)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            p.k.bpf(Cmd.LINK_UPDATE, update)  # still attached: updating to itself works
+        except OSError as e:
+            if e.errno in (errno.ENOLINK, errno.EINVAL):
+                return e.errno == errno.ENOLINK
+            raise CannotTell(f"LINK_UPDATE gave {errno.errorcode.get(e.errno or 0)}") from e
+        if time.monotonic() > deadline:
+            raise CannotTell("the link was not auto-detached within 5 s of rmdir")
+        time.sleep(0.001)
+
+
+def _replace_self(p: Prober) -> bool:
+    """PROG_ATTACH MULTI|REPLACE of a program with itself: 0 (5.8) or EINVAL."""
+    prog = p.prog(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS)
+    cg, _ = p.cgroup()
+    at = AttachType.CGROUP_INET_EGRESS
+    p.call("PROG_ATTACH", Cmd.PROG_ATTACH, uapi.ProgAttachAttr(
+        target_fd=cg, attach_bpf_fd=prog, attach_type=at, attach_flags=uapi.F_ALLOW_MULTI))
+    try:
+        return answer(p.k, Cmd.PROG_ATTACH, uapi.ProgAttachAttr(
+            target_fd=cg, attach_bpf_fd=prog, attach_type=at, replace_bpf_fd=prog,
+            attach_flags=uapi.F_ALLOW_MULTI | uapi.F_REPLACE), present=0)
+    finally:
+        p.k.bpf(Cmd.PROG_DETACH, uapi.ProgAttachAttr(target_fd=cg, attach_bpf_fd=prog,
+                                                      attach_type=at))  # it is attached once
+
+
+def _link_info_64(p: Prober) -> bool:
+    """The ``info_len`` GET_INFO_BY_FD writes for a cgroup link: 64 (6.6) or 48."""
+    if not check(p.k, LINK_INFO, p):
+        return False
+    prog = p.prog(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS)
+    cg, _ = p.cgroup()
+    link = p.link(prog, cg, AttachType.CGROUP_INET_EGRESS)
+    info = ctypes.create_string_buffer(128)
+    attr = uapi.InfoAttr(bpf_fd=link, info_len=64, info=ctypes.addressof(info))
+    p.call("OBJ_GET_INFO_BY_FD", Cmd.OBJ_GET_INFO_BY_FD, attr)
+    return int(attr.info_len) == 64
+
+
+def _update_eat_check(p: Prober) -> bool:
+    """LINK_UPDATE of an INET4_CONNECT link to a sock_addr program loaded for
+    INET6_CONNECT: EINVAL with the check, 0 without."""
+    if not _links(p):
+        return False
+    at = AttachType.CGROUP_INET4_CONNECT
+    old = p.prog(ProgType.CGROUP_SOCK_ADDR, at)
+    new = p.prog(ProgType.CGROUP_SOCK_ADDR, AttachType.CGROUP_INET6_CONNECT)
+    cg, _ = p.cgroup()
+    link = p.link(old, cg, at)
+    return not answer(p.k, Cmd.LINK_UPDATE, uapi.LinkUpdateAttr(
+        link_fd=link, new_prog_fd=new), present=0)
+
+
+def _tag_sha256(p: Prober) -> bool:
+    """A program's tag: the first 8 bytes of SHA-256 of its instructions, or of SHA-1."""
+    prog = p.prog(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS)
+    info = uapi.ProgInfo()
+    p.call("OBJ_GET_INFO_BY_FD", Cmd.OBJ_GET_INFO_BY_FD, uapi.InfoAttr(
+        bpf_fd=prog, info_len=ctypes.sizeof(info), info=ctypes.addressof(info)))
+    code = asm.assemble(asm.return_program(1))
+    tag = bytes(info.tag)
+    if tag == hashlib.sha256(code).digest()[:8]:
+        return True
+    if tag == hashlib.sha1(code).digest()[:8]:
+        return False
+    raise CannotTell(f"tag {tag.hex()} is neither SHA-256 nor SHA-1 of the instructions")
+
+
+def _restricted(caps: set[str], needs: str, cmd: Cmd,
+                attr: Callable[[Prober], ctypes.Structure]) -> Callable[[Prober], bool]:
+    """``cmd`` from a child process with only ``caps``: present unless EPERM.  The
+    caller must hold ``needs`` (else a refusal proves nothing)."""
+    def probe(p: Prober) -> bool:
+        if not p.k.has_capability(needs):
+            raise CannotTell(f"the probing process lacks {needs}")
+        a = attr(p)
+        try:
+            p.k.run_restricted(caps, lambda child: child.bpf(cmd, a))
+        except OSError as e:
+            if e.errno == errno.EPERM:
+                return False
+            if e.errno != errno.EBADF:
+                raise CannotTell(f"{cmd.name} gave {errno.errorcode.get(e.errno or 0)}") from e
+        return True
+    return probe
+
+
+LINKS, LINK_INFO, LINK_DETACH = "links", "link_ids", "link_detach"
+PREORDER_ATTACH, PREORDER_LINK, MPROG = "preorder_attach", "preorder_link", "mprog_cgroup"
+UPDATE_EAT_CHECK, TAG_SHA256 = "update_eat_check", "tag_sha256"
+
+_EG = AttachType.CGROUP_INET_EGRESS
+_PIN_NAME = ctypes.create_string_buffer(b"cgbpf-probe")  # OBJ_GET's path (never looked up)
+_NAME_HOOKS = AttachType.CGROUP_INET4_GETPEERNAME
+
+#: Every version-dependent behaviour, oldest first.
 FEATURES: dict[str, Feature] = {f.key: f for f in [
-    Feature(LINKS, "cgroup bpf_link (BPF_LINK_CREATE)", "5.7", "LINK_CREATE with a bad prog fd",
-            lambda k: _ebadf(k, Cmd.LINK_CREATE, uapi.LinkCreateAttr(
-                prog_fd=_BAD_FD, target_fd=_BAD_FD,
-                attach_type=AttachType.CGROUP_INET_EGRESS))),
-    Feature(LINK_INFO, "link ids and link info", "5.8", "LINK_GET_NEXT_ID",
-            _command_exists(Cmd.LINK_GET_NEXT_ID, uapi.GetIdAttr())),
-    Feature(LINK_DETACH, "BPF_LINK_DETACH", "5.9", "LINK_DETACH of a bad fd",
-            lambda k: _ebadf(k, Cmd.LINK_DETACH, uapi.LinkDetachAttr(link_fd=_BAD_FD))),
+    Feature(LINKS, "cgroup bpf_link (BPF_LINK_CREATE)", "5.7",
+            "LINK_CREATE/LINK_UPDATE for cgroups, link pinning",
+            "LINK_CREATE with a bad prog fd",
+            lambda p: answer(p.k, Cmd.LINK_CREATE, uapi.LinkCreateAttr(
+                prog_fd=_BAD_FD, target_fd=_BAD_FD, attach_type=_EG))),
+    Feature("cap_bpf", "CAP_BPF", "5.8",
+            "CAP_BPF exists (with CAP_NET_ADMIN it loads and attaches cgroup programs)",
+            "PROG_LOAD from a child with CAP_BPF and CAP_NET_ADMIN only",
+            _restricted({"CAP_BPF", "CAP_NET_ADMIN"}, "CAP_SYS_ADMIN", Cmd.PROG_LOAD,
+                        lambda p: p.load_attr(ProgType.CGROUP_SKB))),
+    Feature(LINK_INFO, "link ids and link info", "5.8",
+            "link IDs, LINK_GET_FD_BY_ID/NEXT_ID, link info and fdinfo", "LINK_GET_NEXT_ID",
+            _command(Cmd.LINK_GET_NEXT_ID, uapi.GetIdAttr)),
+    Feature("enolink_on_update", "ENOLINK from LINK_UPDATE of a defunct link", "5.8",
+            "LINK_UPDATE of a defunct link gives ENOLINK (was EINVAL)",
+            "LINK_UPDATE of a detached link", _defunct_update),
+    Feature("replace_self", "MULTI|REPLACE of a program with itself", "5.8",
+            "MULTI|REPLACE may replace a program with itself",
+            "PROG_ATTACH MULTI|REPLACE of an attached program by itself", _replace_self),
+    Feature("getpeername_hooks", "GETPEERNAME/GETSOCKNAME hooks", "5.8",
+            "attach types INET4/6_GETPEERNAME/GETSOCKNAME",
+            "PROG_ATTACH INET4_GETPEERNAME with bad fds", _attach(_NAME_HOOKS)),
+    Feature(LINK_DETACH, "BPF_LINK_DETACH", "5.9", "BPF_LINK_DETACH",
+            "LINK_DETACH of a bad fd",
+            lambda p: answer(p.k, Cmd.LINK_DETACH, uapi.LinkDetachAttr(link_fd=_BAD_FD))),
+    Feature("sock_release_hook", "INET_SOCK_RELEASE hook", "5.9",
+            "attach type INET_SOCK_RELEASE", "PROG_ATTACH INET_SOCK_RELEASE with bad fds",
+            _attach(AttachType.CGROUP_INET_SOCK_RELEASE)),
+    Feature("link_create_ext_attr", "LINK_CREATE fields past flags", "5.9",
+            "LINK_CREATE's attr grows past `flags` (64 bytes)",
+            "LINK_CREATE with a bad prog fd and a byte at offset 16",
+            lambda p: answer(p.k, Cmd.LINK_CREATE, uapi.LinkCreateAttr(
+                prog_fd=_BAD_FD, target_fd=_BAD_FD, attach_type=_EG, relative_fd=1))),
+    Feature("prog_attach_flags_query", "query.prog_attach_flags", "6.0",
+            "query.prog_attach_flags; effective attach_flags 0",
+            "PROG_QUERY of a bad fd with prog_attach_flags set", _query(prog_attach_flags=8)),
+    Feature("lsm_cgroup", "BPF_LSM_CGROUP", "6.0", "attach type LSM_CGROUP",
+            "PROG_ATTACH LSM_CGROUP with bad fds", _attach(AttachType.LSM_CGROUP, 0)),
+    Feature("mprog_uapi", "the mprog attr fields", "6.6",
+            "attr fields relative_fd/expected_revision, query link_ids/revision;"
+            " PROG_DETACH rejects attach_flags/relative_fd",
+            "PROG_QUERY of a bad fd with revision set", _query(revision=1)),
+    Feature("link_info_64", "64-byte struct bpf_link_info", "6.6",
+            "struct bpf_link_info is 64 bytes (48 before)",
+            "the info_len GET_INFO_BY_FD writes for a link", _link_info_64),
+    Feature("obj_path_fd", "BPF_F_PATH_FD", "6.5",
+            "BPF_F_PATH_FD and path_fd for OBJ_PIN/OBJ_GET",
+            "OBJ_GET with BPF_F_PATH_FD and a bad path_fd",
+            lambda p: answer(p.k, Cmd.OBJ_GET, uapi.ObjAttr(
+                pathname=ctypes.addressof(_PIN_NAME), file_flags=uapi.F_PATH_FD,
+                path_fd=-1))),
+    Feature("unix_hooks", "AF_UNIX sock_addr hooks", "6.7",
+            "attach types UNIX_CONNECT..UNIX_GETSOCKNAME (49-53)",
+            "PROG_ATTACH UNIX_CONNECT with bad fds", _attach(AttachType.CGROUP_UNIX_CONNECT)),
+    Feature("bpf_net_capable", "CAP_SYS_ADMIN as CAP_NET_ADMIN", "6.7",
+            "CAP_SYS_ADMIN counts as CAP_NET_ADMIN for attach/query",
+            "PROG_QUERY of a bad fd from a child with CAP_SYS_ADMIN and CAP_BPF only",
+            _restricted({"CAP_SYS_ADMIN", "CAP_BPF"}, "CAP_SYS_ADMIN", Cmd.PROG_QUERY,
+                        lambda p: uapi.QueryAttr(target_fd=_BAD_FD, attach_type=_EG))),
+    Feature("skb_link_type_check", "the CGROUP_SKB link type check", "6.9",
+            "LINK_CREATE checks a CGROUP_SKB prog's attach type",
+            "LINK_CREATE of a CGROUP_SKB program to INET_SOCK_CREATE, bad target",
+            _skb_link_type_check),
     Feature(PREORDER_ATTACH, "BPF_F_PREORDER for PROG_ATTACH", "6.15",
-            "PROG_ATTACH flags MULTI|PREORDER", _attach_flags(uapi.F_PREORDER)),
-    Feature(PREORDER_LINK, "BPF_F_PREORDER for links", "6.17", "LINK_CREATE flags PREORDER",
-            _link_preorder),
-    Feature(ORDERING, "ordering (BPF_F_BEFORE/AFTER) for cgroups", "6.17",
-            "PROG_ATTACH flags MULTI|BEFORE", _attach_flags(uapi.F_BEFORE)),
-    Feature(REVISION, "hook revisions (expected_revision)", "6.17",
-            "PROG_ATTACH with expected_revision 1", _attach_flags(0, expected_revision=1)),
+            "BPF_F_PREORDER for PROG_ATTACH", "PROG_ATTACH flags MULTI|PREORDER, bad fds",
+            _attach(flags=uapi.F_ALLOW_MULTI | uapi.F_PREORDER)),
+    Feature(PREORDER_LINK, "BPF_F_PREORDER for links", "6.17", "BPF_F_PREORDER for LINK_CREATE",
+            "LINK_CREATE flags PREORDER, bad target", _link_create(uapi.F_PREORDER)),
+    Feature(MPROG, "the mprog API for cgroups (before/after, revisions)", "6.17",
+            "BEFORE/AFTER/ID/LINK anchors, revisions, expected_revision",
+            "PROG_ATTACH flags MULTI|BEFORE, bad fds",
+            _attach(flags=uapi.F_ALLOW_MULTI | uapi.F_BEFORE)),
+    Feature(TAG_SHA256, "SHA-256 program tags", "6.18",
+            "a program's tag is the first 8 bytes of SHA-256 of its instructions (was SHA-1)",
+            "the tag of a loaded program", _tag_sha256),
+    Feature(UPDATE_EAT_CHECK, "the LINK_UPDATE expected attach type check",
+            "stable backports of CVE-2025-40123",
+            "LINK_UPDATE refuses (EINVAL) a program whose expected attach type does not fit"
+            " the link's attach type (as PROG_ATTACH would)",
+            "LINK_UPDATE of an INET4_CONNECT link to an INET6_CONNECT program",
+            _update_eat_check, mainline=False),
 ]}
 
 _cache: weakref.WeakKeyDictionary[Kernel, dict[str, bool]] = weakref.WeakKeyDictionary()
+_why: weakref.WeakKeyDictionary[Kernel, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
-def supported(k: Kernel, feature: str) -> bool:
-    """Whether ``k`` has ``feature`` (a key of :data:`FEATURES`); probed once per kernel."""
+def check(k: Kernel, key: str, prober: Prober | None = None) -> bool | None:
+    """Whether ``k`` has feature ``key``: True, False, or None (could not tell; not
+    cached, :func:`why` says why).  ``prober`` shares programs and cgroups between
+    probes."""
     known = _cache.setdefault(k, {})
-    if feature not in known:
-        known[feature] = FEATURES[feature].probe(k)
-    return known[feature]
+    if key not in known:
+        try:
+            if prober is None:
+                with Prober(k) as p:
+                    known[key] = FEATURES[key].probe(p)
+            else:
+                known[key] = FEATURES[key].probe(prober)
+        except CannotTell as e:
+            _why.setdefault(k, {})[key] = str(e)
+            return None
+    return known[key]
 
 
-def require(k: Kernel, feature: str) -> None:
-    """Raise :class:`NotSupported` naming the feature and its first kernel if ``k`` lacks it."""
-    if not supported(k, feature):
-        f = FEATURES[feature]
-        raise NotSupported(f.name, f.since, how=f"probe: {f.how} was refused with EINVAL")
+def why(k: Kernel, key: str) -> str:
+    """Why the last :func:`check` of ``key`` on ``k`` could not tell."""
+    return _why.get(k, {}).get(key, "")
+
+
+def supported(k: Kernel, key: str) -> bool:
+    """False only if the probe says ``k`` lacks ``key``: where it cannot tell, the
+    request is worth trying (the kernel's own error then says why it fails)."""
+    return check(k, key) is not False
+
+
+def require(k: Kernel, key: str) -> None:
+    """Raise :class:`NotSupported` naming the feature and its first kernel if the probe
+    says ``k`` lacks it."""
+    if check(k, key) is False:
+        f = FEATURES[key]
+        raise NotSupported(f.name, f.since, how=f"probe: {f.how}")
+
+
+def probe_all(k: Kernel) -> dict[str, bool | None]:
+    """Every feature of :data:`FEATURES` on ``k`` (one scratch cgroup at most)."""
+    with Prober(k) as p:
+        return {key: check(k, key, p) for key in FEATURES}

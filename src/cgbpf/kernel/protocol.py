@@ -10,6 +10,7 @@ same protocol in pure Python.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 #: ``statfs`` magic numbers used to explain a rejected path.
@@ -70,6 +71,11 @@ class Kernel(Protocol):
 
     def has_capability(self, name: str) -> bool:
         """Whether the calling process has capability ``name`` (e.g. "CAP_BPF")."""
+        ...
+
+    def run_restricted(self, caps: Iterable[str], fn: Callable[[Kernel], object]) -> None:
+        """Run ``fn(kernel)`` in a child process that shares this one's fds and has only
+        the capabilities ``caps`` (uid unchanged); raise the ``OSError`` it raised."""
         ...
 
     def mount_bpffs(self, path: str) -> None: ...

@@ -43,18 +43,24 @@ def check_attach_type(proc: Process, prog: Prog, attach_type: int) -> None:
     profile = proc.machine.profile
     known = profile.knows_attach_type(attach_type)
     ptype = uapi.CGROUP_PROG_TYPE[uapi.AttachType(attach_type)] if known else None
-    if prog.type in uapi.EAT_ENFORCED:
-        ok = attach_type == prog.expected_attach_type
-    elif prog.type == uapi.ProgType.CGROUP_SKB:
+    if prog.type == uapi.ProgType.CGROUP_SKB:
         if not proc.net_capable():
             raise fail(errno.EPERM)
         # 6.9: LINK_CREATE checks the hook's type for skb programs too (§2.2 history)
         type_ok = ptype == prog.type or not profile.has("skb_link_type_check")
-        ok = type_ok and not (prog.enforce_eat and prog.expected_attach_type != attach_type)
     else:
-        ok = ptype == prog.type
-    if not ok:
+        type_ok = prog.type in uapi.EAT_ENFORCED or ptype == prog.type
+    if not (type_ok and fits(prog, attach_type)):
         raise fail(errno.EINVAL)
+
+
+def fits(prog: Prog, attach_type: int) -> bool:
+    """Whether ``prog``'s expected attach type allows ``attach_type`` (the part of §2.2 that
+    LINK_UPDATE checks with the CVE-2025-40123 fix): for the types that enforce it, and
+    for an egress-enforced CGROUP_SKB program."""
+    if prog.type in uapi.EAT_ENFORCED or prog.enforce_eat:
+        return attach_type == prog.expected_attach_type
+    return True
 
 
 def require_net_admin_before_5_8(proc: Process) -> None:
@@ -323,6 +329,8 @@ def link_update(proc: Process, attr: Attr) -> int:
     if old is not None and link.prog is not old:  # 7
         raise fail(errno.EPERM)
     if new.type != link.prog.type:  # 8
+        raise fail(errno.EINVAL)
+    if profile.has("update_eat_check") and not fits(new, link.attach_type):  # 8b
         raise fail(errno.EINVAL)
     old, link.prog = link.prog, new.get()  # 9: in place; position and preorder unchanged
     old.put()

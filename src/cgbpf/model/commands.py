@@ -200,8 +200,8 @@ def prog_load(proc: Process, attr: Attr) -> int:
             f"total_states 0 peak_states 0 mark_read 0\n")
     m = proc.machine
     prog = Prog(m.progs, m.defer, prog_type=ptype, expected_attach_type=eat, insns=code,
-                tag=verifier.tag(insns), name=name, maps=used, enforce_eat=enforce,
-                uid=proc.cred.uid)
+                tag=verifier.tag(insns, sha256=m.profile.has("tag_sha256")), name=name,
+                maps=used, enforce_eat=enforce, uid=proc.cred.uid)
     return proc.install(ObjFile(prog.publish()))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..kernel.protocol import CAPABILITIES
 from . import bpffs, commands
@@ -175,6 +175,14 @@ class ModelKernel:
 
     def has_capability(self, name: str) -> bool:
         return self._proc.capable(name)
+
+    def run_restricted(self, caps: Iterable[str], fn: Callable[[ModelKernel], object]) -> None:
+        """``fn`` in a forked model process with only ``caps``; it exits after."""
+        child = self.process(caps=caps, fork=True)
+        try:
+            fn(child)
+        finally:
+            child.exit()
 
     def mount_bpffs(self, path: str) -> None:
         self._enter()

@@ -1,46 +1,35 @@
-"""Kernel-version profiles (KERNEL-SEMANTICS.md §16, §19).
+"""Kernel profiles: a kernel as a set of named features (KERNEL-SEMANTICS.md §16, §19).
 
-A :class:`Profile` is a name plus a set of named features.  Every version-dependent branch
-of the model asks ``profile.has("feature")``, never compares version strings, so a custom
-kernel (a distribution backport, §19) is just another feature set::
+The features are those of :data:`cgbpf.kernel.probe.FEATURES`, one table with the probe
+of each, so a profile can also be measured: :meth:`Profile.probe` runs every probe on a
+live kernel (``cgbpf.model("host")`` is a model of the running kernel).  Every
+version-dependent branch of the model asks ``profile.has(key)``, never compares version
+strings::
 
-    Profile.of("6.12.100")                       # as measured in §19
+    Profile.of("6.12.100")                       # Debian's 6.12.100, as measured (§19)
     Profile.of("6.18").without("mprog_cgroup")   # compose your own
+    Profile.diff(Profile.probe(cgbpf.host()), Profile.of("6.18"))
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import uapi
+from ..kernel.probe import FEATURES as _FEATURES
+from ..kernel.probe import why
 
-#: Feature name -> (first mainline version, what it switches on).
-FEATURES: dict[str, tuple[str, str]] = {
-    "links": ("5.7", "LINK_CREATE/LINK_UPDATE for cgroups, link pinning"),
-    "cap_bpf": ("5.8", "CAP_BPF exists; attach/detach/query no longer need CAP_NET_ADMIN"),
-    "link_ids": ("5.8", "link IDs, LINK_GET_FD_BY_ID/NEXT_ID, link info and fdinfo"),
-    "enolink_on_update": ("5.8", "LINK_UPDATE of a defunct link gives ENOLINK (was EINVAL)"),
-    "replace_self": ("5.8", "MULTI|REPLACE may replace a program with itself"),
-    "getpeername_hooks": ("5.8", "attach types INET4/6_GETPEERNAME/GETSOCKNAME"),
-    "link_detach": ("5.9", "BPF_LINK_DETACH"),
-    "sock_release_hook": ("5.9", "attach type INET_SOCK_RELEASE"),
-    "link_create_ext_attr": ("5.9", "LINK_CREATE's attr grows past `flags` (64 bytes)"),
-    "prog_attach_flags_query": ("6.0", "query.prog_attach_flags; effective attach_flags 0"),
-    "lsm_cgroup": ("6.0", "attach type LSM_CGROUP"),
-    "mprog_uapi": ("6.6", "attr fields relative_fd/expected_revision, query link_ids/revision;"
-                          " PROG_DETACH rejects attach_flags/relative_fd"),
-    "link_info_64": ("6.6", "struct bpf_link_info is 64 bytes (48 before)"),
-    "obj_path_fd": ("6.6", "BPF_F_PATH_FD and path_fd for OBJ_PIN/OBJ_GET (6.5)"),
-    "unix_hooks": ("6.7", "attach types UNIX_CONNECT..UNIX_GETSOCKNAME (49-53)"),
-    "bpf_net_capable": ("6.7", "CAP_SYS_ADMIN counts as CAP_NET_ADMIN for attach/query"),
-    "skb_link_type_check": ("6.9", "LINK_CREATE checks a CGROUP_SKB prog's attach type"),
-    "preorder_attach": ("6.15", "BPF_F_PREORDER for PROG_ATTACH"),
-    "preorder_link": ("6.17", "BPF_F_PREORDER for LINK_CREATE"),
-    "mprog_cgroup": ("6.17", "BEFORE/AFTER/ID/LINK anchors, revisions, expected_revision"),
-}
+if TYPE_CHECKING:
+    from ..kernel.protocol import Kernel
 
-#: Mainline versions with a profile, oldest first.
-MAINLINE = ("5.6", "5.7", "5.8", "5.9", "6.0", "6.1", "6.6", "6.15", "6.17", "6.18")
+#: Feature key -> (first mainline version, what it switches on), from the probe table.
+FEATURES: dict[str, tuple[str, str]] = {k: (f.since, f.what) for k, f in _FEATURES.items()}
+
+#: Mainline releases with a profile, oldest first: each is the release as it came out.
+MAINLINE = ("5.6", "5.7", "5.8", "5.9", "5.10", "5.15", "6.0", "6.1", "6.6", "6.12", "6.15",
+            "6.17", "6.18")
 
 
 def _key(version: str) -> tuple[int, ...]:
@@ -48,7 +37,19 @@ def _key(version: str) -> tuple[int, ...]:
 
 
 def _mainline(version: str) -> frozenset[str]:
-    return frozenset(f for f, (since, _) in FEATURES.items() if _key(since) <= _key(version))
+    return frozenset(k for k, f in _FEATURES.items()
+                     if f.mainline and _key(f.since) <= _key(version))
+
+
+#: Distribution kernels as measured (§19 and the kernel matrix, tests/kernels/): name ->
+#: (the mainline release they build on, what their stable backports add, what it is).
+DISTRIBUTION: dict[str, tuple[str, frozenset[str], str]] = {
+    "6.1.192": ("6.1", frozenset({"skb_link_type_check"}), "Debian 6.1.0-... (6.1.192)"),
+    "6.12.100": ("6.9", frozenset({"preorder_attach"}), "Debian 6.12.100+deb12"),
+}
+
+#: Every named profile: the mainline releases and the measured distribution kernels.
+NAMES = (*MAINLINE, *DISTRIBUTION)
 
 
 #: Attach types that appeared after 5.6, by the feature that brings them (§2.1).
@@ -59,6 +60,8 @@ ATTACH_TYPE_FEATURE: dict[uapi.AttachType, str] = {
     uapi.AttachType.LSM_CGROUP: "lsm_cgroup",
     **{t: "unix_hooks" for t in uapi.AttachType if t.name.startswith("CGROUP_UNIX")},
 }
+
+_host: Profile | None = None
 
 
 @dataclass(frozen=True)
@@ -75,14 +78,56 @@ class Profile:
 
     @classmethod
     def of(cls, version: str) -> Profile:
-        """The profile of a mainline version in :data:`MAINLINE`, or "6.12.100" (§19)."""
-        if version == "6.1":  # as measured on Debian 6.1.192: the 6.9 skb check backported
-            return cls(version, _mainline(version) | {"skb_link_type_check"})
+        """A named profile (:data:`NAMES`): a mainline release as released, or a
+        distribution kernel as measured; ``"host"``: the running kernel, probed."""
+        if version == "host":
+            return cls.host()
         if version in MAINLINE:
             return cls(version, _mainline(version))
-        if version == "6.12.100":  # §19: Debian 6.12.100 = 6.9 features + PREORDER attach
-            return cls(version, _mainline("6.9") | {"preorder_attach"})
-        raise ValueError(f"no profile for {version!r}; known: {[*MAINLINE, '6.12.100']}")
+        if version in DISTRIBUTION:
+            base, extra, _ = DISTRIBUTION[version]
+            return cls(version, _mainline(base) | extra)
+        raise ValueError(
+            f"no profile {version!r}: known are {', '.join(NAMES)} and 'host'. A stable"
+            " version string does not say which backports a build has: model('host')"
+            " probes this machine's kernel, and Profile.of(NAME).with_(...) composes one")
+
+    @classmethod
+    def probe(cls, kernel: Kernel, name: str | None = None) -> Profile:
+        """The profile of a live kernel: every probe of the feature table, run on it
+        (one scratch cgroup, removed after).  Raises ``PermissionError`` (probing needs
+        root) or ``RuntimeError`` naming the features it could not tell, and why."""
+        from ..kernel.probe import probe_all
+
+        found = probe_all(kernel)
+        unknown = {k: why(kernel, k) for k, v in found.items() if v is None}
+        if unknown:
+            text = "could not probe " + "; ".join(f"{k}: {w}" for k, w in unknown.items())
+            if any("EPERM" in w or "EACCES" in w or "lacks" in w for w in unknown.values()):
+                raise PermissionError(text + " (probing a kernel needs root)")
+            raise RuntimeError(text)
+        return cls(name or f"probed {kernel!r}", frozenset(k for k, v in found.items() if v))
+
+    @classmethod
+    def host(cls) -> Profile:
+        """The running kernel's profile, probed once per process."""
+        global _host
+        if _host is None:
+            from ..kernel import host
+
+            _host = cls.probe(host(), name=f"host {os.uname().release}")
+        return _host
+
+    @staticmethod
+    def diff(a: Profile, b: Profile) -> dict[str, tuple[bool, bool]]:
+        """The features ``a`` and ``b`` differ in: key -> (in a, in b), table order."""
+        return {k: (k in a.features, k in b.features) for k in FEATURES
+                if (k in a.features) != (k in b.features)}
+
+    def nearest(self) -> Profile:
+        """The named profile with the fewest differences (the newest on a tie)."""
+        named = [Profile.of(n) for n in NAMES]
+        return min(reversed(named), key=lambda p: len(Profile.diff(self, p)))
 
     def has(self, feature: str) -> bool:
         if feature not in FEATURES:

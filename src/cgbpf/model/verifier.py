@@ -178,9 +178,9 @@ def check_return(prog_type: int, eat: int, insns: list[Insn]) -> bool:
     return prog_type == P.CGROUP_SKB and any(v > 1 for v in values)
 
 
-def tag(insns: list[Insn]) -> bytes:
-    """``bpf_prog_calc_tag``: SHA-1 of the instructions with the map fds of ``ld_imm64``
-    (both halves' imm) zeroed; the first 8 bytes."""
+def tag(insns: list[Insn], *, sha256: bool) -> bytes:
+    """``bpf_prog_calc_tag``: the first 8 bytes of SHA-256 (feature ``tag_sha256``) or
+    SHA-1 of the instructions with the map fds of ``ld_imm64`` (both halves' imm) zeroed."""
     out, was_ld_map = [], False
     for x in insns:
         imm = x.imm
@@ -192,4 +192,5 @@ def tag(insns: list[Insn]) -> bytes:
         else:
             was_ld_map = False
         out.append(struct.pack("<BBhi", x.code, x.src << 4 | x.dst, x.off, imm))
-    return hashlib.sha1(b"".join(out)).digest()[:8]
+    digest = hashlib.sha256 if sha256 else hashlib.sha1
+    return digest(b"".join(out)).digest()[:8]
