@@ -357,7 +357,8 @@ def _fill_prog(info: Any, prog: Any, user: Any) -> None:
     info.tag[:] = list(prog.tag)
     info.name = prog.name
     info.created_by_uid = prog.uid
-    info.jited_prog_len, info.xlated_prog_len = 0, len(prog.insns)  # the model has no JIT
+    # fdinfo says prog_jited 1, as the host, but the model has no machine code to report
+    info.jited_prog_len, info.xlated_prog_len = 0, len(prog.insns)
     if user.xlated_prog_len and user.xlated_prog_insns:
         memory.write(user.xlated_prog_insns, prog.insns[: user.xlated_prog_len])
     ids = [m.id for m in prog.maps]

@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING, TypeVar
 
 from .. import uapi
+from ..asm import LD_IMM64
 from ..kernel.protocol import CAPABILITIES
 from .cgroupfs import Cgroup
 from .memory import fail
@@ -22,8 +23,22 @@ from .vfs import Cred, Dir
 if TYPE_CHECKING:
     from .machine import Machine
 
-#: mnt_id and inode number of the anonymous-inode mount every BPF fd lives on (§13).
-ANON_MNT_ID, ANON_INO = 15, 1038
+#: The anonymous-inode mount every BPF fd lives on, and its inode (§13).  The kernel
+#: gives every program, map and link fd the *same* inode (``anon_inode_getfd``: ``fstat``
+#: of any two says the same ``st_ino``, as for an eventfd), so ``ino`` is one number, not
+#: one per object.  Both numbers are fixed at boot on a real kernel; these are the model's
+#: own, chosen equal to the reference machine's (mnt_id 17, ino 1038).  The model's other
+#: mounts (cgroup2, bpffs) number from 20.
+ANON_MNT_ID, ANON_INO = 17, 1038
+#: ``num_possible_cpus()`` of the model machine (the reference VM's: possible 0-1); the
+#: hash-map memlock depends on it.
+POSSIBLE_CPUS = 2
+PAGE_SIZE = 4096
+#: Struct sizes behind ``memlock`` (x86_64 6.18, measured through fdinfo): struct
+#: bpf_prog (before its instructions), struct bpf_array, struct bpf_htab, a hash bucket,
+#: struct htab_elem (before key and value), and HASHTAB_MAP_LOCK_COUNT.
+PROG_HEAD, ARRAY_HEAD, HTAB_HEAD, HTAB_BUCKET, HTAB_ELEM_HEAD, HTAB_LOCKS = \
+    96, 312, 896, 16, 48, 8
 ObjT = TypeVar("ObjT", bound=Obj)
 
 
@@ -84,24 +99,66 @@ class ObjFile(File):
         self.obj.put()
 
     def fdinfo(self, machine: Machine) -> list[tuple[str, str]]:
+        """``bpf_prog_show_fdinfo``, ``bpf_map_show_fdinfo``, ``bpf_link_show_fdinfo`` +
+        ``bpf_cgroup_link_show_fdinfo``: the keys and their order as on 6.18.
+
+        ``prog_jited`` is 1 as on the x86_64 kernels measured (JIT always on), though the
+        model has no machine code; ``memlock`` and ``verified_insns`` are derived (see
+        :func:`prog_memlock`, :func:`map_memlock`, :func:`verified_insns`); the run
+        statistics stay 0, as the model runs nothing."""
         obj, lines = self.obj, super().fdinfo(machine)
         if isinstance(obj, Prog):
-            lines += [("prog_type", str(obj.type)), ("prog_jited", "0"),
-                      ("prog_tag", obj.tag.hex()), ("memlock", "4096"),
+            lines += [("prog_type", str(obj.type)), ("prog_jited", "1"),
+                      ("prog_tag", obj.tag.hex()), ("memlock", str(prog_memlock(obj))),
                       ("prog_id", str(obj.id)), ("run_time_ns", "0"), ("run_cnt", "0"),
-                      ("recursion_misses", "0"), ("verified_insns", str(len(obj.insns) // 8))]
+                      ("recursion_misses", "0"), ("verified_insns", str(verified_insns(obj)))]
         elif isinstance(obj, Map):
             lines += [("map_type", str(obj.type)), ("key_size", str(obj.key_size)),
                       ("value_size", str(obj.value_size)),
                       ("max_entries", str(obj.max_entries)), ("map_flags", f"{obj.flags:#x}"),
-                      ("map_extra", "0x0"), ("memlock", "4096"), ("map_id", str(obj.id)),
-                      ("frozen", "0")]
+                      ("map_extra", "0x0"), ("memlock", str(map_memlock(obj))),
+                      ("map_id", str(obj.id)), ("frozen", "0")]
         elif isinstance(obj, Link) and machine.profile.has("link_ids"):
             cgroup_id = obj.cgroup.ino if obj.cgroup is not None else 0
             lines += [("link_type", "cgroup"), ("link_id", str(obj.id)),
                       ("prog_tag", obj.prog.tag.hex()), ("prog_id", str(obj.prog.id)),
                       ("cgroup_id", str(cgroup_id)), ("attach_type", str(obj.attach_type))]
         return lines
+
+
+def _round(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+def prog_memlock(prog: Prog) -> int:
+    """``prog->pages * PAGE_SIZE``: ``bpf_prog_size(insn_cnt)`` rounded up to pages (the
+    kernel can grow a program when the verifier patches it; the model patches nothing)."""
+    return _round(PROG_HEAD + len(prog.insns), PAGE_SIZE)
+
+
+def map_memlock(m: Map) -> int:
+    """``map_mem_usage`` of an ARRAY (``array_map_mem_usage``) or a preallocated HASH
+    (``htab_map_mem_usage``: buckets for max_entries rounded up to a power of two, per-CPU
+    lock counters, and one extra element and one element pointer per possible CPU)."""
+    value = _round(m.value_size, 8)
+    if m.is_array:
+        return ARRAY_HEAD + m.max_entries * value
+    buckets = 1 << (m.max_entries - 1).bit_length()
+    elem = HTAB_ELEM_HEAD + _round(m.key_size, 8) + value
+    return (HTAB_HEAD + HTAB_BUCKET * buckets + 4 * POSSIBLE_CPUS * HTAB_LOCKS
+            + elem * (m.max_entries + POSSIBLE_CPUS) + 8 * POSSIBLE_CPUS)
+
+
+def verified_insns(prog: Prog) -> int:
+    """The verifier's ``insn_processed``, approximated by the number of instructions (a
+    ``ld_imm64`` counts once; the model refuses unreachable ones).  Exact for straight-line
+    code and for branches the verifier prunes where they join; it counts more for paths
+    it has to walk twice."""
+    n, i = 0, 0
+    while i < len(prog.insns):
+        n += 1
+        i += 16 if prog.insns[i] == LD_IMM64 else 8
+    return n
 
 
 class Process:
