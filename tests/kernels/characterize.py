@@ -740,6 +740,19 @@ def target_o_path(c: Ctx) -> None:
 
 
 @request
+def prog_tag(c: Ctx) -> str:
+    """The tag of a program that references a map (its fd is zeroed for the tag): SHA-1
+    before 6.18, SHA-256 from 6.18 (feature tag_sha256)."""
+    from cgbpf import Map, MapType, Program, ProgType
+
+    with Map.create(MapType.ARRAY, key_size=4, value_size=8, max_entries=1,
+                    kernel=c.k) as m, Program.load(
+            asm.counter_program(m), ProgType.CGROUP_SKB, expected_attach_type=EG,
+            kernel=c.k) as p:
+        return f"tag={p.info().tag}"
+
+
+@request
 def library_probes(c: Ctx) -> str:
     """What ``cgbpf.kernel.probe`` finds on this kernel: every feature of its table, as
     present (+), absent (-) or could not tell (?)."""
