@@ -1,14 +1,19 @@
 """The base of every object that owns a file descriptor, shaped like ``socket.socket``:
-``fileno()``, ``close()``, ``closed``, ``with`` blocks, ``detach()``-free, and a
-``ResourceWarning`` when an unclosed one is garbage-collected."""
+``fileno()``, ``close()``, ``closed``, ``with`` blocks, ``dup()`` for a second owner,
+``detach_fd()`` to take the fd out (``socket.detach()``), a ``ResourceWarning`` when an
+unclosed one is garbage-collected, and no copies: ``copy``, ``deepcopy`` and ``pickle``
+raise ``TypeError`` (a copy would be a second owner of one fd, closing it under the
+first).  A ``fork()`` child that collects an object its parent made only drops its own
+copy of the fd, silently: it never closes or detaches what the parent owns."""
 
 from __future__ import annotations
 
 import errno
+import os
 import warnings
 from contextlib import suppress
 from types import TracebackType
-from typing import TypeVar
+from typing import NoReturn, SupportsIndex, TypeVar
 
 from .errors import ClosedError
 from .kernel.protocol import Kernel
@@ -26,6 +31,7 @@ class FdObject:
     def __init__(self, kernel: Kernel, fd: int) -> None:
         self.kernel = kernel
         self._fd = fd
+        self._pid = os.getpid()
 
     @property
     def fd(self) -> int:
@@ -50,6 +56,39 @@ class FdObject:
             with suppress(ProcessLookupError):
                 self.kernel.close(fd)
 
+    def _clone(self: Self, fd: int) -> Self:
+        """A new object like this one that owns ``fd`` (another fd for the same object)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update({k: list(v) if isinstance(v, list) else v
+                              for k, v in self.__dict__.items()})
+        twin._fd, twin._pid = fd, os.getpid()
+        return twin
+
+    def dup(self: Self) -> Self:
+        """dup(2): a new, independent owner of the same kernel object (closing one leaves
+        the other open)."""
+        fd = self.kernel.dup(self.fd)
+        try:
+            return self._clone(fd)
+        except BaseException:
+            self.kernel.close(fd)
+            raise
+
+    def detach_fd(self) -> int:
+        """Take the fd out of this object, like ``socket.detach()``: the object is closed
+        and the caller owns the fd."""
+        fd, self._fd = self.fd, -1
+        return fd
+
+    def __copy__(self) -> NoReturn:
+        raise TypeError(f"cannot copy {self!r}: it owns an fd; use dup() for a second owner")
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        self.__copy__()
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        raise TypeError(f"cannot pickle {self!r}: an fd means nothing in another process")
+
     def __enter__(self: Self) -> Self:
         return self
 
@@ -62,6 +101,9 @@ class FdObject:
         return f"unclosed {self!r}"
 
     def __del__(self) -> None:
-        if self._fd >= 0:
+        if self._fd < 0:
+            return
+        if self._pid == os.getpid():
             warnings.warn(self._leak_message(), ResourceWarning, stacklevel=2, source=self)
+        with suppress(OSError):  # closed under it already: nothing left to do
             self.close()

@@ -87,6 +87,14 @@ class LegacyLink(FdObject):
         return LinkInfo(0, LinkType.CGROUP, self._prog.id,
                         self._cg.id if self.attached else 0, self.attach_type)
 
+    def _clone(self, fd: int) -> LegacyLink:
+        raise NotSupported(f"a second owner of {self!r} (a legacy attachment has one: "
+                           "this object)", "5.7")
+
+    def detach_fd(self) -> int:
+        raise NotSupported(f"taking the fd out of {self!r} (it stands for no kernel object)",
+                           "5.7")
+
     def pin(self, path: str) -> None:
         raise NotSupported(f"pinning {self!r} at {path} (a legacy attachment is no object)",
                            "5.7")
