@@ -121,7 +121,9 @@ def test_bad_names(k: ModelKernel, name: bytes) -> None:
 
 def test_load_field_errors(k: ModelKernel) -> None:
     assert err(prog_load, k, license=b"") == 0
-    assert err(prog_load, k, prog_flags=1) == E.EINVAL  # the model supports no flags
+    assert err(prog_load, k, prog_flags=1) == 0  # STRICT_ALIGNMENT (tests/test_prog_flags.py)
+    assert err(prog_load, k, prog_flags=1 << 8) == E.EINVAL
+    assert err(prog_load, k, prog_ifindex=1) == E.EINVAL  # not implemented by the model
     assert err(prog_load, k, attach_btf_id=5) == E.EINVAL
     code = ctypes.create_string_buffer(RET1)
     null_lic = uapi.ProgLoadAttr(prog_type=PT.CGROUP_SKB, insn_cnt=2,

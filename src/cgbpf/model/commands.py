@@ -36,8 +36,21 @@ NET_ADMIN_TYPES = {uapi.ProgType.SCHED_CLS, uapi.ProgType.XDP, uapi.ProgType.SOC
                    uapi.ProgType.CGROUP_DEVICE, uapi.ProgType.CGROUP_SOCK,
                    uapi.ProgType.CGROUP_SOCK_ADDR, uapi.ProgType.CGROUP_SOCKOPT,
                    uapi.ProgType.CGROUP_SYSCTL}
+#: PROG_LOAD ``prog_flags`` (6.18 uapi): every other bit is EINVAL.
+F_STRICT_ALIGNMENT, F_ANY_ALIGNMENT, F_TEST_RND_HI32, F_TEST_STATE_FREQ = 1, 2, 4, 8
+F_SLEEPABLE, F_XDP_HAS_FRAGS, F_XDP_DEV_BOUND_ONLY, F_TEST_REG_INVARIANTS = 16, 32, 64, 128
+F_TOKEN_FD = 1 << 16
+PROG_FLAGS = (F_STRICT_ALIGNMENT | F_ANY_ALIGNMENT | F_TEST_RND_HI32 | F_TEST_STATE_FREQ
+              | F_SLEEPABLE | F_XDP_HAS_FRAGS | F_XDP_DEV_BOUND_ONLY | F_TEST_REG_INVARIANTS
+              | F_TOKEN_FD)
+#: Of the model's program types, those the verifier lets be sleepable (measured: KPROBE,
+#: for uprobes; LSM is refused earlier on the reference machine).
+SLEEPABLE_TYPES = {uapi.ProgType.KPROBE, uapi.ProgType.LSM}
+SLEEPABLE_LOG = ("Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops programs can "
+                 "be sleepable")
+PROG_TOKEN_FD_OFFSET = 144  # union bpf_attr: prog_token_fd (6.9)
 #: PROG_LOAD fields the model does not implement: they must be zero (EINVAL).
-UNSUPPORTED_LOAD_FIELDS = ("prog_flags", "prog_ifindex", "prog_btf_fd", "func_info_rec_size",
+UNSUPPORTED_LOAD_FIELDS = ("prog_ifindex", "prog_btf_fd", "func_info_rec_size",
                            "func_info", "func_info_cnt", "line_info_rec_size", "line_info",
                            "line_info_cnt", "attach_btf_id", "attach_prog_fd")
 
@@ -160,10 +173,24 @@ def load_eat(proc: Process, prog_type: int, eat: int) -> int:
     return eat
 
 
+def load_flags(proc: Process, attr: Attr, flags: int) -> None:
+    """``prog_flags`` as 6.18 takes them: unknown bits EINVAL; a BPF token fd (the model
+    has no tokens: a bad fd EBADF, any other EINVAL).  The alignment, test and XDP flags
+    change nothing the model does; SLEEPABLE is refused by the verifier (:func:`prog_load`).
+    """
+    if flags & ~PROG_FLAGS:
+        raise fail(errno.EINVAL)
+    if flags & F_TOKEN_FD:
+        (token_fd,) = struct.unpack_from("<i", attr.raw, PROG_TOKEN_FD_OFFSET)
+        proc.file(token_fd)
+        raise fail(errno.EINVAL)
+
+
 def prog_load(proc: Process, attr: Attr) -> int:
     """PROG_LOAD in ``bpf_prog_load``'s order; the checks of :mod:`.verifier` last."""
     attr.check_tail(proc.machine.profile.attr_end(Cmd.PROG_LOAD))
     a = attr.view(uapi.ProgLoadAttr)
+    load_flags(proc, attr, a.prog_flags)
     if any(getattr(a, f) for f in UNSUPPORTED_LOAD_FIELDS):
         raise fail(errno.EINVAL)
     if not proc.bpf_capable():  # unprivileged_bpf_disabled
@@ -192,6 +219,9 @@ def prog_load(proc: Process, attr: Attr) -> int:
         for fd, f in proc.fds.items()}
     try:
         used = verifier.check(insns, maps)
+        # check_attach_btf_id: after the structural checks, before the walk (measured)
+        if a.prog_flags & F_SLEEPABLE and ptype not in SLEEPABLE_TYPES:
+            raise verifier.Rejected(errno.EINVAL, SLEEPABLE_LOG)
         enforce = verifier.check_return(ptype, eat, insns)
     except verifier.Rejected as e:
         _log(a, e.log + "\n")
