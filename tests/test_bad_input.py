@@ -30,6 +30,7 @@ from cgbpf import (
 )
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel
+from cgbpf.model import ModelKernel
 from cgtest import EGRESS, INGRESS, OK, host_only
 
 CI = os.environ.get("CI") == "true"
@@ -222,65 +223,80 @@ import json, sys
 import cgbpf
 from cgbpf import AttachType, Cgroup, Program, ProgType, asm
 
-args = json.loads(sys.argv[1])
-k = cgbpf.host()
-inherited = {name: Program(k, args[name]) for name in ("skb", "addr") if name in args}
-cg = Cgroup(k, args["cg"], args["path"]) if "cg" in args else None
+
+def main(k, args):
+    # Run args["steps"] on kernel k; each step's result or error, by name.
+    inherited = {name: Program(k, args[name]) for name in ("skb", "addr") if name in args}
+    cg = Cgroup(k, args["cg"], args["path"]) if "cg" in args else None
+
+    def load(prog_type, at):
+        with Program.load(asm.return_program(1), prog_type, expected_attach_type=at,
+                          kernel=k) as p:
+            return p.type.name
+
+    def link(name, at):
+        with cg.link(inherited[name], at) as ln:
+            return ln.info().attach_type.name
+
+    def query_path():
+        with Cgroup.open(args["path"], kernel=k) as c:
+            return c.query(AttachType.CGROUP_INET_EGRESS).ids
+
+    steps = {
+        "load_skb": lambda: load(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS),
+        "load_addr": lambda: load(ProgType.CGROUP_SOCK_ADDR, AttachType.CGROUP_INET4_CONNECT),
+        "query_fd": lambda: cg.query(AttachType.CGROUP_INET_EGRESS).ids,
+        "query_path": query_path,
+        "link_skb": lambda: link("skb", AttachType.CGROUP_INET_EGRESS),
+        "attach_skb": lambda: cg.attach(inherited["skb"], AttachType.CGROUP_INET_EGRESS),
+        "link_addr": lambda: link("addr", AttachType.CGROUP_INET4_CONNECT),
+    }
+    out = {}
+    for step in args["steps"]:
+        try:
+            out[step] = {"ok": steps[step]()}
+        except cgbpf.BpfError as e:
+            out[step] = {"cls": type(e).__name__, "errno": e.errno, "command": e.command,
+                         "capability": getattr(e, "capability", None), "str": str(e)}
+    for obj in [*inherited.values(), cg]:
+        if obj is not None:
+            obj.close()
+    return out
 
 
-def load(prog_type, at):
-    with Program.load(asm.return_program(1), prog_type, expected_attach_type=at, kernel=k) as p:
-        return p.type.name
-
-
-def link(name, at):
-    with cg.link(inherited[name], at) as ln:
-        return ln.info().attach_type.name
-
-
-def query_path():
-    with Cgroup.open(args["path"], kernel=k) as c:
-        return c.query(AttachType.CGROUP_INET_EGRESS).ids
-
-
-STEPS = {
-    "load_skb": lambda: load(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS),
-    "load_addr": lambda: load(ProgType.CGROUP_SOCK_ADDR, AttachType.CGROUP_INET4_CONNECT),
-    "query_fd": lambda: cg.query(AttachType.CGROUP_INET_EGRESS).ids,
-    "query_path": query_path,
-    "link_skb": lambda: link("skb", AttachType.CGROUP_INET_EGRESS),
-    "attach_skb": lambda: cg.attach(inherited["skb"], AttachType.CGROUP_INET_EGRESS),
-    "link_addr": lambda: link("addr", AttachType.CGROUP_INET4_CONNECT),
-}
-out = {}
-for step in args["steps"]:
-    try:
-        out[step] = {"ok": STEPS[step]()}
-    except cgbpf.BpfError as e:
-        out[step] = {"cls": type(e).__name__, "errno": e.errno, "command": e.command,
-                     "capability": getattr(e, "capability", None), "str": str(e)}
-for obj in [*inherited.values(), cg]:
-    if obj is not None:
-        obj.close()
-print(json.dumps(out))
+if __name__ == "__main__":
+    print(json.dumps(main(cgbpf.host(), json.loads(sys.argv[1]))))
 """
 
 
-def run_child(args: dict[str, object], fds: tuple[int, ...] = (), keep: str = "",
-              ) -> dict[str, dict]:
-    """Run CHILD as root with every capability dropped but ``keep`` (e.g. "bpf"); it runs
-    ``args["steps"]`` and prints their results as JSON."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        unavailable("setpriv (util-linux) is not installed")
-    caps = "-all" + (f",+{keep}" if keep else "")
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.run(
-        [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}", f"--ambient-caps={caps}",
-         sys.executable, "-c", CHILD, json.dumps(args)],
-        pass_fds=fds, env=env, capture_output=True, text=True, timeout=30, check=False)
-    assert proc.returncode == 0, proc.stderr
-    result: dict[str, dict] = json.loads(proc.stdout)
+def run_child(kernel: Kernel, args: dict[str, object], fds: tuple[int, ...] = (),
+              keep: str = "") -> dict[str, dict]:
+    """Run CHILD's steps in a process with every capability dropped but ``keep`` (e.g.
+    "bpf"), holding ``fds``; their results by step.  On the host: a real child process
+    (setpriv) running as root; on the model: a forked model process with those
+    capabilities, on the same machine."""
+    if kernel.name == "model":
+        assert isinstance(kernel, ModelKernel)
+        caps = {f"CAP_{keep.upper()}"} if keep else set()
+        child = kernel.process(caps=caps, fork=True)
+        namespace: dict[str, object] = {}
+        exec(CHILD, namespace)  # defines main() without running the host part
+        try:
+            result: dict[str, dict] = namespace["main"](child, args)  # type: ignore[operator]
+        finally:
+            child.exit()
+    else:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            unavailable("setpriv (util-linux) is not installed")
+        caps_arg = "-all" + (f",+{keep}" if keep else "")
+        env = {**os.environ, "PYTHONPATH": str(SRC)}
+        proc = subprocess.run(
+            [setpriv, f"--bounding-set={caps_arg}", f"--inh-caps={caps_arg}",
+             f"--ambient-caps={caps_arg}", sys.executable, "-c", CHILD, json.dumps(args)],
+            pass_fds=fds, env=env, capture_output=True, text=True, timeout=30, check=False)
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout)
     assert list(result) == args["steps"]
     return result
 
@@ -296,12 +312,12 @@ PRIVILEGE_STEPS = ["load_skb", "load_addr", "query_fd", "query_path", "link_skb"
                    "link_addr"]
 
 
-@host_only
 def test_missing_privilege(kernel: Kernel, scratch: Scratch) -> None:
     cg = scratch.cgroup("a")
     with load(kernel) as skb, load(kernel, ProgType.CGROUP_SOCK_ADDR, CONNECT4) as addr:
         fds = {"skb": skb.fileno(), "addr": addr.fileno(), "cg": cg.fileno()}
-        out = run_child({**fds, "path": cg.path, "steps": PRIVILEGE_STEPS}, tuple(fds.values()))
+        out = run_child(kernel, {**fds, "path": cg.path, "steps": PRIVILEGE_STEPS},
+                        tuple(fds.values()))
     assert_missing(out["load_skb"], errno.EPERM, "CAP_BPF", "PROG_LOAD")
     assert_missing(out["load_addr"], errno.EPERM, "CAP_BPF and CAP_NET_ADMIN", "PROG_LOAD")
     assert_missing(out["query_fd"], errno.EPERM, "CAP_NET_ADMIN", "PROG_QUERY")
@@ -316,7 +332,7 @@ def test_missing_privilege(kernel: Kernel, scratch: Scratch) -> None:
 def test_load_needs_net_admin_too(kernel: Kernel) -> None:
     """§15: CGROUP_SKB loads with CAP_BPF alone, other cgroup types need CAP_NET_ADMIN too;
     the error names only the capability that is missing."""
-    out = run_child({"steps": ["load_skb", "load_addr"]}, keep="bpf")
+    out = run_child(kernel, {"steps": ["load_skb", "load_addr"]}, keep="bpf")
     assert out["load_skb"] == {"ok": "CGROUP_SKB"}
     assert_missing(out["load_addr"], errno.EPERM, "CAP_NET_ADMIN", "PROG_LOAD")
 
