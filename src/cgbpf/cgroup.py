@@ -101,6 +101,14 @@ def _attach_needs(prog: Program) -> tuple[str, ...]:
     return ("CAP_NET_ADMIN",) if prog.type == uapi.ProgType.CGROUP_SKB else ()
 
 
+def _not_cgroup2(k: Kernel, path: str, magic: int) -> NotACgroup2:
+    what = {CGROUP1_MAGIC: "a cgroup v1 hierarchy", BPF_FS_MAGIC: "a bpffs"}.get(
+        magic, f"a filesystem of type {magic:#x}")
+    return NotACgroup2(errno.EBADF, f"{path} is on {what}, not cgroup v2", command="open",
+                       hint="cgroup BPF needs a cgroup v2 directory; cgroup2 is mounted at "
+                       f"{k.cgroup_root}")
+
+
 class Cgroup(FdObject):
     """An open cgroup v2 directory.  Every attach type is one hook with its own list of
     up to 64 entries, mode, and (Linux 6.17+) revision."""
@@ -110,7 +118,7 @@ class Cgroup(FdObject):
     def __init__(self, kernel: Kernel, fd: int, path: str) -> None:
         super().__init__(kernel, fd)
         self.path = path
-        self.id = kernel.cgroup_id(path)
+        self.id = kernel.cgroup_id(fd)
 
     def __repr__(self) -> str:
         return f"<Cgroup {self.path}{' closed' if self.closed else ''}>"
@@ -121,34 +129,45 @@ class Cgroup(FdObject):
 
         Raises :class:`NotACgroup2` (EBADF, what the kernel answers for such a target) for
         a cgroup v1 directory or any other non-cgroup2 path, and ENOENT if it is missing.
+        The checks look at the fd opened, so the path is looked up once.
         """
         k = kernel or default_kernel()
         path = os.path.join(k.cgroup_root, path)
         try:
-            magic = k.fs_magic(path)
-        except OSError as e:
-            raise BpfError(e.errno or errno.ENOENT, f"cgroup {path}", command="open",
-                           hint=f"cgroup2 is mounted at {k.cgroup_root}") from None
-        if magic != CGROUP2_MAGIC:
-            what = {CGROUP1_MAGIC: "a cgroup v1 hierarchy", BPF_FS_MAGIC: "a bpffs"}.get(
-                magic, f"a filesystem of type {magic:#x}")
-            raise NotACgroup2(errno.EBADF, f"{path} is on {what}, not cgroup v2",
-                              command="open", hint="cgroup BPF needs a cgroup v2 directory; "
-                              f"cgroup2 is mounted at {k.cgroup_root}")
-        try:
             fd = k.open_dir(path, path_only=path_only)
         except NotADirectoryError:
-            raise NotACgroup2(errno.EBADF, f"{path} is a cgroup2 file, not a cgroup directory",
-                              command="open", hint="pass the cgroup's directory") from None
+            if k.fs_magic(path) == CGROUP2_MAGIC:
+                raise NotACgroup2(errno.EBADF, f"{path} is a cgroup2 file, not a cgroup "
+                                  "directory", command="open",
+                                  hint="pass the cgroup's directory") from None
+            raise _not_cgroup2(k, path, k.fs_magic(path)) from None
         except OSError as e:
-            raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="open") from None
-        return cls(k, fd, path)
+            raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="open",
+                           hint=f"cgroup2 is mounted at {k.cgroup_root}") from None
+        try:
+            magic = k.fs_magic(fd)
+            if magic != CGROUP2_MAGIC:
+                raise _not_cgroup2(k, path, magic)
+            return cls(k, fd, path)
+        except BaseException:
+            k.close(fd)
+            raise
 
     @classmethod
     def create(cls, path: str, *, kernel: Kernel | None = None) -> Cgroup:
-        """mkdir a cgroup (relative paths from the cgroup2 mount) and open it."""
+        """mkdir a cgroup (relative paths from the cgroup2 mount) and open it.  A parent
+        that is not cgroup v2 is refused before anything is made."""
         k = kernel or default_kernel()
         path = os.path.join(k.cgroup_root, path)
+        parent = os.path.dirname(path.rstrip("/")) or "/"
+        try:
+            magic = k.fs_magic(parent)
+        except OSError as e:
+            raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="mkdir",
+                           hint=f"its parent {parent} must exist; cgroup2 is mounted at "
+                           f"{k.cgroup_root}") from None
+        if magic != CGROUP2_MAGIC:
+            raise _not_cgroup2(k, parent, magic)
         try:
             k.mkdir(path)
         except OSError as e:

@@ -28,6 +28,7 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
                         ctypes.c_void_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
+_libc.fstatfs.argtypes = [ctypes.c_int, ctypes.POINTER(_Statfs)]
 
 
 class _CapHeader(ctypes.Structure):
@@ -116,9 +117,12 @@ class HostKernel:
     def unlink(self, path: str) -> None:
         os.unlink(path)
 
-    def fs_magic(self, path: str) -> int:
+    def fs_magic(self, target: str | int) -> int:
         buf = _Statfs()
-        _check(_libc.statfs(os.fsencode(path), ctypes.byref(buf)), path)
+        if isinstance(target, int):
+            _check(_libc.fstatfs(target, ctypes.byref(buf)), f"fd {target}")
+        else:
+            _check(_libc.statfs(os.fsencode(target), ctypes.byref(buf)), target)
         return int(buf.f_type) & 0xFFFFFFFF
 
     def fd_kind(self, fd: int) -> str:
@@ -132,8 +136,8 @@ class HostKernel:
             pairs = (line.rstrip("\n").split(":", 1) for line in f if ":" in line)
             return {k: v.strip() for k, v in pairs}
 
-    def cgroup_id(self, path: str) -> int:
-        return os.stat(path).st_ino
+    def cgroup_id(self, target: str | int) -> int:
+        return os.stat(target).st_ino
 
     def has_capability(self, name: str) -> bool:
         with open("/proc/self/status") as f:

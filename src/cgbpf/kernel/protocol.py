@@ -52,8 +52,9 @@ class Kernel(Protocol):
 
     def unlink(self, path: str) -> None: ...
 
-    def fs_magic(self, path: str) -> int:
-        """``statfs(path).f_type``: tells cgroup2, cgroup v1 and bpffs apart."""
+    def fs_magic(self, target: str | int) -> int:
+        """``statfs(path).f_type`` (``fstatfs`` of an fd): tells cgroup2, cgroup v1 and
+        bpffs apart."""
         ...
 
     def fd_kind(self, fd: int) -> str:
@@ -65,8 +66,8 @@ class Kernel(Protocol):
         """``/proc/self/fdinfo/FD`` as key -> value, in the kernel's line order."""
         ...
 
-    def cgroup_id(self, path: str) -> int:
-        """The cgroup id of a cgroup2 directory (its inode number)."""
+    def cgroup_id(self, target: str | int) -> int:
+        """The cgroup id of a cgroup2 directory, by path or open fd (its inode number)."""
         ...
 
     def has_capability(self, name: str) -> bool:

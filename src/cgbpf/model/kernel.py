@@ -20,7 +20,9 @@ from .machine import CGROUP_ROOT, Machine
 from .memory import fail
 from .process import DirFile, Process, SocketFile
 from .profiles import Profile
-from .vfs import Cred, Dir, R, W
+from .vfs import Cred, Dir, Node, R, W
+
+ANON_INODE_FS_MAGIC = 0x09041934  # fstatfs of a bpf object's fd
 
 
 class ModelKernel:
@@ -157,9 +159,17 @@ class ModelKernel:
         parent, name = self._parent(path, exists=True)
         parent.unlink(name)
 
-    def fs_magic(self, path: str) -> int:
+    def _node(self, target: str | int) -> Node | None:
+        """The directory a path names, or an fd has open (None: an anon-inode fd)."""
+        if isinstance(target, str):
+            return self._machine.vfs.lookup(target)
+        file = self._proc.file(target)
+        return file.node if isinstance(file, DirFile) else None
+
+    def fs_magic(self, target: str | int) -> int:
         self._enter()
-        return self._machine.vfs.lookup(path).fs.magic
+        node = self._node(target)
+        return node.fs.magic if node is not None else ANON_INODE_FS_MAGIC
 
     def fd_kind(self, fd: int) -> str:
         self._enter()
@@ -169,9 +179,10 @@ class ModelKernel:
         self._enter()
         return dict(self._proc.file(fd).fdinfo(self._machine))
 
-    def cgroup_id(self, path: str) -> int:
+    def cgroup_id(self, target: str | int) -> int:
         self._enter()
-        return self._machine.vfs.lookup(path).ino
+        node = self._node(target)
+        return node.ino if node is not None else self._proc.file(int(target)).ino
 
     def has_capability(self, name: str) -> bool:
         return self._proc.capable(name)
