@@ -7,7 +7,7 @@ import errno
 from enum import IntEnum
 from typing import Any, ClassVar, TypeVar
 
-from . import _bpf
+from . import _bpf, _check
 from ._fd import FdObject
 from .errors import BpfError
 from .kernel import Kernel, default_kernel
@@ -56,6 +56,7 @@ class BpfObject(FdObject):
     def from_id(cls: type[Obj], obj_id: int, *, kernel: Kernel | None = None) -> Obj:
         """``*_GET_FD_BY_ID``: a new fd (owner) for the object with that id.  Needs
         CAP_SYS_ADMIN."""
+        _check.arg(f"{cls.__name__}.from_id", "obj_id", obj_id, int, "an int id")
         k = kernel or default_kernel()
         return cls(k, _bpf.fd_by_id(k, cls.by_id, obj_id, cls.kind))
 
@@ -63,6 +64,7 @@ class BpfObject(FdObject):
     def from_pin(cls: type[Obj], path: str, *, kernel: Kernel | None = None) -> Obj:
         """OBJ_GET: a new fd (owner) for the object pinned at ``path``; EINVAL if another
         kind of object is pinned there."""
+        path = _check.path(f"{cls.__name__}.from_pin", "path", path)
         k = kernel or default_kernel()
         fd = _bpf.obj_get(k, path)
         actual = k.fd_kind(fd)
@@ -74,4 +76,5 @@ class BpfObject(FdObject):
 
     def pin(self, path: str) -> None:
         """OBJ_PIN at ``path`` on a bpffs mount: the object lives on without fds."""
+        path = _check.path(f"{type(self).__name__}.pin", "path", path)
         _bpf.obj_pin(self.kernel, self.fd, path, repr(self))

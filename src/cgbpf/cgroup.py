@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal, overload
 
-from . import _bpf, uapi
+from . import _bpf, _check, uapi
 from ._fd import FdObject
 from .errors import BpfError, NotACgroup2, StaleRevision
 from .fallback import LegacyLink
@@ -132,7 +132,7 @@ class Cgroup(FdObject):
         The checks look at the fd opened, so the path is looked up once.
         """
         k = kernel or default_kernel()
-        path = os.path.join(k.cgroup_root, path)
+        path = os.path.join(k.cgroup_root, _check.path("Cgroup.open", "path", path))
         try:
             fd = k.open_dir(path, path_only=path_only)
         except NotADirectoryError:
@@ -158,7 +158,7 @@ class Cgroup(FdObject):
         """mkdir a cgroup (relative paths from the cgroup2 mount) and open it.  A parent
         that is not cgroup v2 is refused before anything is made."""
         k = kernel or default_kernel()
-        path = os.path.join(k.cgroup_root, path)
+        path = os.path.join(k.cgroup_root, _check.path("Cgroup.create", "path", path))
         parent = os.path.dirname(path.rstrip("/")) or "/"
         try:
             magic = k.fs_magic(parent)
@@ -185,9 +185,11 @@ class Cgroup(FdObject):
                            if e.errno == errno.EBUSY else "") from None
         self.close()
 
-    def _attach_type(self, prog: Program | None,
+    def _attach_type(self, call: str, prog: Program | None,
                      attach_type: AttachType | int | None) -> AttachType | int:
         """The attach type asked for, else the program's expected attach type."""
+        _check.arg(call, "prog", prog, Program, "a cgbpf.Program", none=call.endswith("detach"))
+        _check.arg(call, "attach_type", attach_type, int, "a cgbpf.AttachType", none=True)
         at = attach_type if attach_type is not None or prog is None else \
             prog.expected_attach_type
         if at is None:
@@ -232,9 +234,9 @@ class Cgroup(FdObject):
         if fallback and not probe.supported(self.kernel, probe.LINKS):
             if before is not None or after is not None or preorder or expected_revision:
                 probe.require(self.kernel, probe.MPROG)  # none of them predates links
-            return LegacyLink(self, prog, self._attach_type(prog, attach_type))
+            return LegacyLink(self, prog, self._attach_type("Cgroup.link", prog, attach_type))
         probe.require(self.kernel, probe.LINKS)
-        at = self._attach_type(prog, attach_type)
+        at = self._attach_type("Cgroup.link", prog, attach_type)
         pl = _Placement.of(self.kernel, link=True, before=before, after=after,
                            preorder=preorder, expected_revision=expected_revision)
         attr = uapi.LinkCreateAttr(prog_fd=prog.fd, target_fd=self.fd, attach_type=at,
@@ -257,7 +259,7 @@ class Cgroup(FdObject):
         ``expected_revision`` as for :meth:`link` (anchors are programs attached here
         with PROG_ATTACH; PREORDER needs Linux 6.15).
         """
-        at = self._attach_type(prog, attach_type)
+        at = self._attach_type("Cgroup.attach", prog, attach_type)
         pl = _Placement.of(self.kernel, link=False, before=before, after=after,
                            preorder=preorder, expected_revision=expected_revision)
         attr = uapi.ProgAttachAttr(target_fd=self.fd, attach_bpf_fd=prog.fd, attach_type=at,
@@ -275,7 +277,7 @@ class Cgroup(FdObject):
         """Legacy PROG_DETACH.  In EXCLUSIVE/OVERRIDE mode the hook's one program goes,
         whatever ``prog`` is; in MULTI mode ``prog`` must be attached here by PROG_ATTACH
         (ENOENT otherwise: links are detached through the link)."""
-        at = self._attach_type(prog, attach_type)
+        at = self._attach_type("Cgroup.detach", prog, attach_type)
         if expected_revision:
             probe.require(self.kernel, probe.MPROG)
         attr = uapi.ProgAttachAttr(target_fd=self.fd, attach_bpf_fd=prog.fd if prog else 0,
@@ -286,6 +288,7 @@ class Cgroup(FdObject):
     def query(self, attach_type: AttachType | int, *, effective: bool = False) -> Query:
         """PROG_QUERY: every entry of the hook (or the effective array that runs for
         this cgroup), however many.  Needs CAP_NET_ADMIN."""
+        _check.arg("Cgroup.query", "attach_type", attach_type, int, "a cgbpf.AttachType")
         raw = _bpf.prog_query(self.kernel, self.fd, attach_type, effective=effective,
                               detail=lambda: f"{self.path} {uapi.name_of(attach_type)}"
                               + (" effective" if effective else ""))

@@ -7,7 +7,7 @@ import ctypes
 import errno
 from dataclasses import dataclass
 
-from . import _bpf, uapi
+from . import _bpf, _check, uapi
 from ._object import BpfObject, as_enum
 from .errors import BpfError
 from .kernel import Kernel, default_kernel
@@ -46,6 +46,11 @@ class Map(BpfObject):
     def create(cls, map_type: MapType, *, key_size: int, value_size: int, max_entries: int,
                name: str = "", flags: int = 0, kernel: Kernel | None = None) -> Map:
         """MAP_CREATE."""
+        _check.arg("Map.create", "map_type", map_type, int, "a cgbpf.MapType")
+        for field, value in (("key_size", key_size), ("value_size", value_size),
+                             ("max_entries", max_entries), ("flags", flags)):
+            _check.arg("Map.create", field, value, int, "an int")
+        _check.arg("Map.create", "name", name, str, "a str")
         k = kernel or default_kernel()
         attr = uapi.MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
                                   max_entries=max_entries, map_flags=flags,
@@ -63,6 +68,7 @@ class Map(BpfObject):
 
     def _elem(self, cmd: Cmd, key: bytes, value: ctypes.Array[ctypes.c_char] | None,
               flags: int = 0) -> None:
+        _check.arg(f"Map.{cmd.name.split('_')[1].lower()}", "key", key, bytes, "bytes")
         if len(key) != self.key_size:
             raise BpfError(errno.EINVAL, f"{self!r}: key of {len(key)} bytes",
                            command=cmd.name, hint=f"keys are {self.key_size} bytes")
@@ -84,6 +90,7 @@ class Map(BpfObject):
 
     def update(self, key: bytes, value: bytes, *, flags: int = ANY) -> None:
         """MAP_UPDATE_ELEM (``flags``: ANY, NOEXIST or EXIST)."""
+        _check.arg("Map.update", "value", value, bytes, "bytes")
         if len(value) != self.value_size:
             raise BpfError(errno.EINVAL, f"{self!r}: value of {len(value)} bytes",
                            command="MAP_UPDATE_ELEM", hint=f"values are {self.value_size} bytes")

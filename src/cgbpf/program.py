@@ -7,7 +7,7 @@ import errno
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import _bpf, asm, uapi
+from . import _bpf, _check, asm, uapi
 from ._object import BpfObject, as_enum
 from .errors import BpfError, MissingPrivilege, VerifierError
 from .kernel import Kernel, default_kernel
@@ -56,8 +56,16 @@ class Program(BpfObject):
         is retried with a log buffer only after a failure, as libbpf does).  Needs CAP_BPF
         (CGROUP_SKB) or CAP_BPF+CAP_NET_ADMIN (other cgroup types), or CAP_SYS_ADMIN.
         """
+        _check.arg("Program.load", "insns", insns, (bytes, bytearray, memoryview, list, tuple),
+                   "bytes of eBPF instructions or a list of cgbpf.asm instructions")
+        _check.arg("Program.load", "prog_type", prog_type, int, "a cgbpf.ProgType")
+        _check.arg("Program.load", "expected_attach_type", expected_attach_type, int,
+                   "a cgbpf.AttachType", none=True)
+        _check.arg("Program.load", "name", name, str, "a str")
+        _check.arg("Program.load", "license", license, str, "a str")
         k = kernel or default_kernel()
-        code = insns if isinstance(insns, bytes) else asm.assemble(insns)
+        code = bytes(insns) if isinstance(insns, (bytes, bytearray, memoryview)) else \
+            asm.assemble(list(insns))
         if not code or len(code) % 8:
             raise BpfError(errno.EINVAL, f"program {name!r}: {len(code)} bytes of code",
                            command="PROG_LOAD", hint="code is a non-empty multiple of 8 bytes")
