@@ -17,6 +17,7 @@ from functools import partial
 
 import pytest
 
+import cgbpf
 from cgbpf import (
     HEAD,
     AttachMode,
@@ -36,7 +37,8 @@ from cgbpf import (
     asm,
 )
 from cgbpf._scratch import Scratch
-from cgbpf.kernel import Kernel
+from cgbpf.kernel import Kernel, probe
+from cgbpf.model import Profile
 from cgtest import EGRESS, INGRESS
 
 EXCL, OVER, MULTI = AttachMode.EXCLUSIVE, AttachMode.OVERRIDE, AttachMode.MULTI
@@ -797,12 +799,10 @@ EAT_MISMATCH = {
 }
 
 
-@pytest.mark.parametrize("case", EAT_MISMATCH)
-def test_update_to_another_expected_attach_type(lab: Lab, case: str) -> None:
-    """The 6.18 host refuses (EINVAL) a program of the link's type loaded for another
-    attach type, and an egress-enforced skb program on an INGRESS link; §10 (and the model
-    without ``update_eat_check``) accepts them.  A refusal's hint names the expected
-    attach types, not the program type, which agrees."""
+def update_to_other_eat(lab: Lab, case: str) -> bool:
+    """LINK_UPDATE of an EAT_MISMATCH case; whether it was refused.  A refusal is EINVAL,
+    changes nothing, and its hint names the expected attach types, not the program type,
+    which agrees; an accepted update swaps the program."""
     ptype, at, new_eat, ret = EAT_MISMATCH[case]
     cg, old = lab.cg(), lab.prog(ptype, at)
     link = lab.add(cg, old, LINK, at=at)
@@ -819,9 +819,29 @@ def test_update_to_another_expected_attach_type(lab: Lab, case: str) -> None:
                                "attach types differ"), hint
         assert f"loaded for {new_eat.name}" in hint and at.name in hint, hint
         assert link.info().prog_id == old.id and lab.state() == before
-    else:  # a kernel without the check (the model before the feature, §10)
-        assert link.info().prog_id == new.id
-        assert ids(cg, at) == [new.id]
+        return True
+    assert link.info().prog_id == new.id
+    assert ids(cg, at) == [new.id]
+    return False
+
+
+@pytest.mark.parametrize("case", EAT_MISMATCH)
+def test_update_to_another_expected_attach_type(lab: Lab, case: str) -> None:
+    """The 6.18 host refuses (EINVAL) a program of the link's type loaded for another
+    attach type, and an egress-enforced skb program on an INGRESS link; §10 (and the
+    model without ``update_eat_check``) accepts them.  Refused exactly where the probe
+    finds the check."""
+    has_check = probe.check(lab.kernel, probe.UPDATE_EAT_CHECK)
+    refused = update_to_other_eat(lab, case)
+    assert has_check is None or refused == has_check
+
+
+@pytest.mark.parametrize("case", EAT_MISMATCH)
+def test_update_to_another_expected_attach_type_model_with_check(case: str) -> None:
+    """The refusal and its hint on a model with ``update_eat_check``, whatever the host."""
+    k = cgbpf.model(Profile.of("6.18").with_(probe.UPDATE_EAT_CHECK))
+    with Scratch(k, "cgbpf-test") as scratch, ExitStack() as stack:
+        assert update_to_other_eat(Lab(k, scratch, stack), case)
 
 
 @pytest.mark.parametrize(("link_eat", "new_eat", "ret"), [
