@@ -35,16 +35,18 @@ def scratch(kernel: Kernel) -> Iterator[Scratch]:
 
 
 def leftovers() -> list[str]:
-    """Test cgroups and bpffs mounts that are still there."""
+    """This run's test cgroups and bpffs mounts that are still there (another run's, on
+    the same machine at the same time, are not this run's to judge)."""
+    mine = f"{os.getpid()}-"
     found = []
     try:
         root = cgbpf.host().cgroup_root
-        found += glob.glob(os.path.join(root, f"{PREFIX}-*"))
+        found += glob.glob(os.path.join(root, f"{PREFIX}-{mine}*"))
     except cgbpf.BpfError:
         pass
     with open("/proc/self/mounts") as f:
         found += [line.split()[1] for line in f if line.split()[2] == "bpf"
-                  and line.split()[1].startswith("/tmp/cgbpf-bpffs-")]
+                  and line.split()[1].startswith(f"/tmp/cgbpf-bpffs-{mine}")]
     return found
 
 
