@@ -241,7 +241,7 @@ def test_load_refused(kernel: Kernel, case: tuple[ProgType, AttachType | None, i
         load(kernel, prog_type, eat, ret).close()
     assert e.value.errno == errno.EINVAL and e.value.command == "PROG_LOAD"
     if ret == 1:
-        assert type(e.value) is BpfError and "need expected_attach_type" in e.value.hint
+        assert type(e.value).__name__ == "BpfError" and "need expected_attach_type" in e.value.hint
     else:
         assert isinstance(e.value, VerifierError) and e.value.log
 

@@ -22,21 +22,25 @@ ENV = {**os.environ, "PYTHONPATH": SRC, "PYTHONWARNINGS": "error::ResourceWarnin
 DEMO = [sys.executable, "-X", "dev", "-m", "cgbpf", "demo"]
 
 
-def demo_leftovers(k: Kernel) -> list[str]:
+def demo_leftovers(k: Kernel, pid: int) -> list[str]:
+    """The cgroups and bpffs mounts the demo process ``pid`` left (its names carry its
+    pid; other runs on the machine are not this test's to judge)."""
     with open("/proc/self/mounts") as f:
         mounts = [line.split()[1] for line in f if line.split()[2] == "bpf"
-                  and line.split()[1].startswith("/tmp/cgbpf-bpffs-")]
-    return glob.glob(os.path.join(k.cgroup_root, "cgbpf-demo-*")) + mounts
+                  and line.split()[1].startswith(f"/tmp/cgbpf-bpffs-{pid}-")]
+    return glob.glob(os.path.join(k.cgroup_root, f"cgbpf-demo-{pid}-*")) + mounts
 
 
 @host_only
 def test_demo_runs_and_cleans_up(kernel: Kernel) -> None:
-    run = subprocess.run(DEMO, env=ENV, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stderr == ""  # no warning, no traceback
-    assert "UDP datagrams from a/b/c (5 delivered)" in run.stdout
-    assert_tour(run.stdout)
-    assert demo_leftovers(kernel) == []
+    proc = subprocess.Popen(DEMO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert err == ""  # no warning, no traceback
+    assert "UDP datagrams from a/b/c (5 delivered)" in out
+    assert_tour(out)
+    assert demo_leftovers(kernel, proc.pid) == []
 
 
 def assert_tour(out: str) -> None:
@@ -60,7 +64,7 @@ def test_demo_interrupted_cleans_up(kernel: Kernel) -> None:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "interrupted" in out and "Traceback" not in err
-    assert demo_leftovers(kernel) == []
+    assert demo_leftovers(kernel, proc.pid) == []
 
 
 NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]

@@ -74,7 +74,7 @@ def call(k: Kernel, cmd: Cmd, attr: ctypes.Structure, detail: Detail, *,
     try:
         return k.bpf(cmd, attr)
     except OSError as e:
-        raise error(k, cmd, e.errno or errno.EIO, detail, needs=needs, errors=errors) from None
+        raise error(k, cmd, e.errno or errno.EIO, detail, needs=needs, errors=errors) from e
 
 
 def error(k: Kernel, cmd: Cmd, err: int, detail: Detail, *, needs: tuple[str, ...] = (),
@@ -135,7 +135,7 @@ def next_ids(k: Kernel, cmd: Cmd) -> Iterator[int]:
         except OSError as e:
             if e.errno == errno.ENOENT:
                 return
-            raise error(k, cmd, e.errno or errno.EIO, "id walk") from None
+            raise error(k, cmd, e.errno or errno.EIO, "id walk") from e
         yield int(attr.next_id)
         attr.start_id = attr.next_id
 
@@ -180,7 +180,7 @@ def prog_query(k: Kernel, target_fd: int, attach_type: int, *, effective: bool,
             k.bpf(Cmd.PROG_QUERY, attr)
         except OSError as e:
             if e.errno != errno.ENOSPC:
-                raise error(k, Cmd.PROG_QUERY, e.errno or errno.EIO, detail) from None
+                raise error(k, Cmd.PROG_QUERY, e.errno or errno.EIO, detail) from e
         n = int(attr.prog_cnt)
         if n <= cap:
             return RawQuery(int(attr.attach_flags), int(attr.revision), list(ids[:n]),

@@ -135,15 +135,15 @@ class Cgroup(FdObject):
         path = os.path.join(k.cgroup_root, _check.path("Cgroup.open", "path", path))
         try:
             fd = k.open_dir(path, path_only=path_only)
-        except NotADirectoryError:
+        except NotADirectoryError as e:
             if k.fs_magic(path) == CGROUP2_MAGIC:
                 raise NotACgroup2(errno.EBADF, f"{path} is a cgroup2 file, not a cgroup "
                                   "directory", command="open",
-                                  hint="pass the cgroup's directory") from None
-            raise _not_cgroup2(k, path, k.fs_magic(path)) from None
+                                  hint="pass the cgroup's directory") from e
+            raise _not_cgroup2(k, path, k.fs_magic(path)) from e
         except OSError as e:
             raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="open",
-                           hint=f"cgroup2 is mounted at {k.cgroup_root}") from None
+                           hint=f"cgroup2 is mounted at {k.cgroup_root}") from e
         try:
             magic = k.fs_magic(fd)
             if magic != CGROUP2_MAGIC:
@@ -165,13 +165,13 @@ class Cgroup(FdObject):
         except OSError as e:
             raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="mkdir",
                            hint=f"its parent {parent} must exist; cgroup2 is mounted at "
-                           f"{k.cgroup_root}") from None
+                           f"{k.cgroup_root}") from e
         if magic != CGROUP2_MAGIC:
             raise _not_cgroup2(k, parent, magic)
         try:
             k.mkdir(path)
         except OSError as e:
-            raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="mkdir") from None
+            raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="mkdir") from e
         return cls.open(path, kernel=k)
 
     def remove(self) -> None:
@@ -182,7 +182,7 @@ class Cgroup(FdObject):
         except OSError as e:
             raise BpfError(e.errno or errno.EIO, f"cgroup {self.path}", command="rmdir",
                            hint="remove child cgroups and move processes out first"
-                           if e.errno == errno.EBUSY else "") from None
+                           if e.errno == errno.EBUSY else "") from e
         self.close()
 
     def _attach_type(self, call: str, prog: Program | None,

@@ -156,7 +156,7 @@ class Link(BpfObject):
             raise _bpf.error(self.kernel, Cmd.LINK_UPDATE, err,
                              f"{self!r} to {new!r}"
                              + (f" if it runs {expected!r}" if expected else ""),
-                             errors=errors) from None
+                             errors=errors) from e
         self._prog_id = new.id
 
     def detach(self) -> None:

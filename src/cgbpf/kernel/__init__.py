@@ -31,12 +31,12 @@ def host() -> HostKernel:
         except OSError as e:
             if e.errno == errno.ENOSYS:
                 raise BpfError(errno.ENOSYS, "this kernel has no bpf(2) syscall",
-                               hint="needs CONFIG_BPF_SYSCALL=y") from None
+                               hint="needs CONFIG_BPF_SYSCALL=y") from e
         try:
             k.cgroup_root  # noqa: B018 - find the mount now, to fail early and clearly
         except OSError as e:
             raise BpfError(errno.ENOENT, str(e.strerror),
-                           hint="mount it: mount -t cgroup2 none /sys/fs/cgroup") from None
+                           hint="mount it: mount -t cgroup2 none /sys/fs/cgroup") from e
         _host = k
     return _host
 
