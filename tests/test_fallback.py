@@ -92,3 +92,32 @@ def test_links_on_5_7_work_without_link_info() -> None:
             with pytest.raises(NotSupported) as e:
                 unsupported()
             assert since in str(e.value)
+
+
+def test_one_link_interface() -> None:
+    """Everything a user can call on a Link exists on a LegacyLink (NotSupported where a
+    legacy attachment cannot), and the other way round."""
+    def public(obj: object) -> set[str]:
+        return {n for n in dir(obj) if not n.startswith("_")} - {"kind", "by_id"}
+    names = []
+    for version in ("6.18", "5.6"):
+        k = cgbpf.model(version)
+        with Scratch(k, "cgbpf-test") as s, load(k) as prog, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FallbackWarning)
+            with s.cgroup("a").link(prog, fallback=True) as link:
+                names.append(public(link))
+    assert names[0] == names[1], names[0] ^ names[1]
+
+
+def test_legacy_link_says_not_supported() -> None:
+    k = cgbpf.model("5.6")
+    with Scratch(k, "cgbpf-test") as s, load(k) as prog, pytest.warns(FallbackWarning):
+        legacy = s.cgroup("a").link(prog, fallback=True)
+    with legacy:
+        for call in (lambda: legacy.pin("/sys/fs/bpf/x"), legacy.unpin, legacy.fdinfo,
+                     legacy.dup, legacy.detach_fd,
+                     lambda: LegacyLink.from_pin("/sys/fs/bpf/x", kernel=k),
+                     lambda: LegacyLink.from_id(1, kernel=k)):
+            with pytest.raises(NotSupported):
+                call()
+        assert legacy.pins == [] and not legacy.defunct

@@ -1,7 +1,9 @@
-"""Typed wrappers around the bpf(2) commands: build the attr, call the seam, turn the
-errno into a :class:`~cgbpf.errors.BpfError` that names the command and the objects.
+"""Errors for the bpf(2) commands: run a :mod:`cgbpf._sys` call and turn its errno into a
+:class:`~cgbpf.errors.BpfError` that names the command, the objects and a hint; and the
+few multi-call requests (id walks, queries of any size) the objects share.
 
-This is the only module that fills ``union bpf_attr`` structs; the objects above call it.
+The attrs themselves are filled by :mod:`cgbpf._sys`, the syscall layer; the objects
+above call this module.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import ctypes
 import errno
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
-from . import uapi
-from .errors import BpfError, MissingPrivilege
+from . import _sys, uapi
+from .errors import BpfError, MissingPrivilege, StaleRevision
 from .kernel.protocol import Kernel
 from .uapi import Cmd
 
@@ -64,15 +67,21 @@ ErrorMap = Mapping[int, tuple[type[BpfError], str]]
 Detail = str | Callable[[], str]
 
 
-def call(k: Kernel, cmd: Cmd, attr: ctypes.Structure, detail: Detail, *,
-         needs: tuple[str, ...] = (), errors: ErrorMap | None = None) -> int:
-    """Run ``cmd``; on failure raise the right :class:`BpfError`.
+T = TypeVar("T")
+
+
+def call(k: Kernel, cmd: Cmd, op: Callable[[], T], detail: Detail, *,
+         needs: tuple[str, ...] = (), errors: ErrorMap | None = None) -> T:
+    """Run ``op`` (a :mod:`cgbpf._sys` call of ``cmd``); on failure raise the right
+    :class:`BpfError`.
 
     ``needs`` names the capabilities this request requires, where they differ from
     :data:`NEEDS` (§15).  ``errors`` maps an errno to a specific error class and hint.
     """
     try:
-        return k.bpf(cmd, attr)
+        return op()
+    except BpfError:  # the library's own (a closed object's fd, say): already explained
+        raise
     except OSError as e:
         raise error(k, cmd, e.errno or errno.EIO, detail, needs=needs, errors=errors) from e
 
@@ -94,55 +103,73 @@ def error(k: Kernel, cmd: Cmd, err: int, detail: Detail, *, needs: tuple[str, ..
     return cls(err, detail, command=cmd.name, hint=hint)
 
 
-def c_str(s: str | bytes) -> ctypes.Array[ctypes.c_char]:
-    """A NUL-terminated buffer whose address can go into an attr."""
-    return ctypes.create_string_buffer(s.encode() if isinstance(s, str) else s)
-
-
-def addr(buf: ctypes.Array[ctypes.c_char] | ctypes.Array[ctypes.c_uint32] | None) -> int:
-    return ctypes.addressof(buf) if buf is not None else 0
-
-
 # --------------------------------------------------------------------------- objects
 
 
 def obj_pin(k: Kernel, fd: int, path: str, detail: str) -> None:
     """OBJ_PIN: pin the object behind ``fd`` at ``path`` (on bpffs)."""
-    p = c_str(path)
-    call(k, Cmd.OBJ_PIN, uapi.ObjAttr(pathname=addr(p), bpf_fd=fd), f"{detail} at {path}")
+    p = _sys.c_str(path)
+    call(k, Cmd.OBJ_PIN, lambda: _sys.obj_pin(k, fd, p), f"{detail} at {path}")
 
 
 def obj_get(k: Kernel, path: str, flags: int = 0) -> int:
     """OBJ_GET: a new fd for the object pinned at ``path``."""
-    p = c_str(path)
-    return call(k, Cmd.OBJ_GET, uapi.ObjAttr(pathname=addr(p), file_flags=flags),
-                f"pin {path}")
+    p = _sys.c_str(path)
+    return call(k, Cmd.OBJ_GET, lambda: _sys.obj_get(k, p, file_flags=flags), f"pin {path}")
 
 
 def get_info(k: Kernel, fd: int, info: ctypes.Structure, detail: str) -> int:
     """OBJ_GET_INFO_BY_FD into ``info``; returns the number of bytes the kernel wrote."""
-    attr = uapi.InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
-    call(k, Cmd.OBJ_GET_INFO_BY_FD, attr, detail)
-    return int(attr.info_len)
+    return call(k, Cmd.OBJ_GET_INFO_BY_FD, lambda: _sys.get_info(k, fd, info), detail)
 
 
 def next_ids(k: Kernel, cmd: Cmd) -> Iterator[int]:
     """Walk ``*_GET_NEXT_ID`` from the start; ENOENT ends the walk."""
-    attr = uapi.GetIdAttr(start_id=0)
+    last = 0
     while True:
         try:
-            k.bpf(cmd, attr)
+            last = _sys.next_id(k, cmd, last)
         except OSError as e:
             if e.errno == errno.ENOENT:
                 return
             raise error(k, cmd, e.errno or errno.EIO, "id walk") from e
-        yield int(attr.next_id)
-        attr.start_id = attr.next_id
+        yield last
 
 
 def fd_by_id(k: Kernel, cmd: Cmd, obj_id: int, what: str) -> int:
     """``*_GET_FD_BY_ID``: a new owner fd for the object with that id."""
-    return call(k, cmd, uapi.GetIdAttr(start_id=obj_id), f"{what} id {obj_id}")
+    return call(k, cmd, lambda: _sys.fd_by_id(k, cmd, obj_id), f"{what} id {obj_id}")
+
+
+# --------------------------------------------------------------------------- attach
+
+#: Errors of requests that take ``expected_revision`` (§5).
+REVISION_ERRORS: ErrorMap = {
+    errno.ESTALE: (StaleRevision, "the hook changed since that revision: query it again"),
+}
+
+
+def attach_needs(prog_type: int) -> tuple[str, ...]:
+    """Attaching a CGROUP_SKB program needs CAP_NET_ADMIN; other types nothing (§15)."""
+    return ("CAP_NET_ADMIN",) if prog_type == uapi.ProgType.CGROUP_SKB else ()
+
+
+def prog_attach(k: Kernel, target_fd: int, prog_fd: int, prog_type: int, attach_type: int,
+                detail: Detail, *, flags: int, replace_fd: int = 0, relative_fd: int = 0,
+                expected_revision: int = 0) -> None:
+    """PROG_ATTACH, with its errors (a stale revision is :class:`StaleRevision`)."""
+    call(k, Cmd.PROG_ATTACH, lambda: _sys.prog_attach(
+        k, target_fd, prog_fd, attach_type, flags=flags, replace_fd=replace_fd,
+        relative_fd=relative_fd, expected_revision=expected_revision), detail,
+        needs=attach_needs(prog_type), errors=REVISION_ERRORS)
+
+
+def prog_detach(k: Kernel, target_fd: int, prog_fd: int, attach_type: int, detail: Detail,
+                *, expected_revision: int = 0) -> None:
+    """PROG_DETACH, with its errors."""
+    call(k, Cmd.PROG_DETACH, lambda: _sys.prog_detach(
+        k, target_fd, prog_fd, attach_type, expected_revision=expected_revision), detail,
+        errors=REVISION_ERRORS)
 
 
 # --------------------------------------------------------------------------- query
@@ -172,15 +199,13 @@ def prog_query(k: Kernel, target_fd: int, attach_type: int, *, effective: bool,
     while True:
         ids = (ctypes.c_uint32 * max(cap, 1))()
         flags = (ctypes.c_uint32 * max(cap, 1))() if per_prog else None
-        attr = uapi.QueryAttr(target_fd=target_fd, attach_type=attach_type,
-                              query_flags=uapi.F_QUERY_EFFECTIVE if effective else 0,
-                              prog_ids=ctypes.addressof(ids), prog_cnt=cap,
-                              prog_attach_flags=addr(flags))
         try:
-            k.bpf(Cmd.PROG_QUERY, attr)
+            attr, _ = _sys.prog_query(
+                k, target_fd, attach_type,
+                query_flags=uapi.F_QUERY_EFFECTIVE if effective else 0,
+                prog_ids=ctypes.addressof(ids), prog_cnt=cap, prog_attach_flags=_sys.addr(flags))
         except OSError as e:
-            if e.errno != errno.ENOSPC:
-                raise error(k, Cmd.PROG_QUERY, e.errno or errno.EIO, detail) from e
+            raise error(k, Cmd.PROG_QUERY, e.errno or errno.EIO, detail) from e
         n = int(attr.prog_cnt)
         if n <= cap:
             return RawQuery(int(attr.attach_flags), int(attr.revision), list(ids[:n]),

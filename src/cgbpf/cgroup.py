@@ -8,9 +8,9 @@ import os
 from dataclasses import dataclass
 from typing import Literal, overload
 
-from . import _bpf, _check, uapi
+from . import _bpf, _check, _sys, uapi
 from ._fd import FdObject
-from .errors import BpfError, NotACgroup2, StaleRevision
+from .errors import BpfError, NotACgroup2
 from .fallback import LegacyLink
 from .kernel import Kernel, default_kernel, probe
 from .kernel.protocol import BPF_FS_MAGIC, CGROUP1_MAGIC, CGROUP2_MAGIC
@@ -89,16 +89,6 @@ class _Placement:
         if expected_revision:
             probe.require(k, probe.MPROG)
         return cls(flags, rel, expected_revision)
-
-
-_ERRORS: _bpf.ErrorMap = {
-    errno.ESTALE: (StaleRevision, "the hook changed since that revision: query it again"),
-}
-
-
-def _attach_needs(prog: Program) -> tuple[str, ...]:
-    """Attaching a CGROUP_SKB program needs CAP_NET_ADMIN; other types nothing (§15)."""
-    return ("CAP_NET_ADMIN",) if prog.type == uapi.ProgType.CGROUP_SKB else ()
 
 
 def _not_cgroup2(k: Kernel, path: str, magic: int) -> NotACgroup2:
@@ -234,16 +224,16 @@ class Cgroup(FdObject):
         if fallback and not probe.supported(self.kernel, probe.LINKS):
             if before is not None or after is not None or preorder or expected_revision:
                 probe.require(self.kernel, probe.MPROG)  # none of them predates links
-            return LegacyLink(self, prog, self._attach_type("Cgroup.link", prog, attach_type))
+            return LegacyLink(self.kernel, self.fd, self.path, prog,
+                              self._attach_type("Cgroup.link", prog, attach_type))
         probe.require(self.kernel, probe.LINKS)
         at = self._attach_type("Cgroup.link", prog, attach_type)
         pl = _Placement.of(self.kernel, link=True, before=before, after=after,
                            preorder=preorder, expected_revision=expected_revision)
-        attr = uapi.LinkCreateAttr(prog_fd=prog.fd, target_fd=self.fd, attach_type=at,
-                                   flags=pl.flags, relative_fd=pl.relative_fd,
-                                   expected_revision=pl.expected_revision)
-        fd = _bpf.call(self.kernel, Cmd.LINK_CREATE, attr, self._detail("link", prog, at),
-                       needs=_attach_needs(prog), errors=_ERRORS)
+        fd = _bpf.call(self.kernel, Cmd.LINK_CREATE, lambda: _sys.link_create(
+            self.kernel, prog.fd, self.fd, at, flags=pl.flags, relative_fd=pl.relative_fd,
+            expected_revision=pl.expected_revision), self._detail("link", prog, at),
+            needs=_bpf.attach_needs(prog.type), errors=_bpf.REVISION_ERRORS)
         if probe.supported(self.kernel, probe.LINK_INFO):
             return Link(self.kernel, fd)
         return Link(self.kernel, fd, LinkInfo(0, LinkType.CGROUP, prog.id, self.id, at))  # 5.7
@@ -262,15 +252,12 @@ class Cgroup(FdObject):
         at = self._attach_type("Cgroup.attach", prog, attach_type)
         pl = _Placement.of(self.kernel, link=False, before=before, after=after,
                            preorder=preorder, expected_revision=expected_revision)
-        attr = uapi.ProgAttachAttr(target_fd=self.fd, attach_bpf_fd=prog.fd, attach_type=at,
-                                   attach_flags=int(mode) | pl.flags,
-                                   relative_fd=pl.relative_fd,
-                                   expected_revision=pl.expected_revision)
-        if replace is not None:
-            attr.attach_flags |= uapi.F_REPLACE
-            attr.replace_bpf_fd = replace.fd
-        _bpf.call(self.kernel, Cmd.PROG_ATTACH, attr, self._detail("attach", prog, at),
-                  needs=_attach_needs(prog), errors=_ERRORS)
+        _check.arg("Cgroup.attach", "replace", replace, Program, "a cgbpf.Program", none=True)
+        _bpf.prog_attach(self.kernel, self.fd, prog.fd, prog.type, at,
+                         self._detail("attach", prog, at),
+                         flags=int(mode) | pl.flags | (uapi.F_REPLACE if replace else 0),
+                         replace_fd=replace.fd if replace else 0, relative_fd=pl.relative_fd,
+                         expected_revision=pl.expected_revision)
 
     def detach(self, prog: Program | None, attach_type: AttachType | int | None = None, *,
                expected_revision: int = 0) -> None:
@@ -280,10 +267,8 @@ class Cgroup(FdObject):
         at = self._attach_type("Cgroup.detach", prog, attach_type)
         if expected_revision:
             probe.require(self.kernel, probe.MPROG)
-        attr = uapi.ProgAttachAttr(target_fd=self.fd, attach_bpf_fd=prog.fd if prog else 0,
-                                   attach_type=at, expected_revision=expected_revision)
-        _bpf.call(self.kernel, Cmd.PROG_DETACH, attr, self._detail("detach", prog, at),
-                  errors=_ERRORS)
+        _bpf.prog_detach(self.kernel, self.fd, prog.fd if prog else 0, at,
+                         self._detail("detach", prog, at), expected_revision=expected_revision)
 
     def query(self, attach_type: AttachType | int, *, effective: bool = False) -> Query:
         """PROG_QUERY: every entry of the hook (or the effective array that runs for

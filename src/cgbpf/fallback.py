@@ -11,93 +11,123 @@ from __future__ import annotations
 
 import errno
 import warnings
-from typing import TYPE_CHECKING
+from typing import NoReturn
 
+from . import _bpf
 from ._fd import FdObject
 from .errors import BpfError, ExpectedProgramMismatch, LinkDefunct, NotSupported
+from .kernel import Kernel
 from .link import LinkInfo
 from .program import Program
-from .uapi import AttachMode, AttachType, LinkType, name_of
-
-if TYPE_CHECKING:
-    from .cgroup import Cgroup
+from .uapi import F_REPLACE, AttachMode, AttachType, LinkType, name_of
 
 
 class FallbackWarning(UserWarning):
     """A link was emulated with a legacy attachment: it will outlive a crash."""
 
 
+def _no(what: str) -> NoReturn:
+    raise NotSupported(f"{what} of a legacy stand-in for a link (it is no kernel object)",
+                       "5.7")
+
+
 class LegacyLink(FdObject):
-    """A legacy MULTI attachment that acts like a link (``mode == "legacy"``).  It owns
-    its own cgroup and program fds; closing it detaches the program."""
+    """A legacy MULTI attachment that acts like a :class:`~cgbpf.link.Link` (``mode ==
+    "legacy"``): the same methods, with :class:`NotSupported` where the kernel has no
+    link to do it with.  It owns its own fds of the cgroup (its ``fileno()``) and of the
+    program; closing it detaches the program."""
 
     mode = "legacy"
     #: No kernel object, so no id; :meth:`info` reports 0.
     id = 0
 
-    def __init__(self, cg: Cgroup, prog: Program, attach_type: AttachType | int) -> None:
-        k = cg.kernel
-        self._cg = type(cg)(k, k.dup(cg.fd), cg.path)
-        super().__init__(k, self._cg.fd)
-        self._prog = Program(k, k.dup(prog.fd))
-        self.attach_type = attach_type
-        self.attached = False
+    def __init__(self, kernel: Kernel, cgroup_fd: int, cgroup_path: str, prog: Program,
+                 attach_type: AttachType | int) -> None:
+        self._prog = prog.dup()
         try:
-            self._cg.attach(prog, attach_type, mode=AttachMode.MULTI)
+            super().__init__(kernel, kernel.dup(cgroup_fd))
+        except BaseException:
+            self._prog.close()
+            raise
+        self._path, self._cgroup_id = cgroup_path, kernel.cgroup_id(self._fd)
+        self.attach_type = attach_type
+        #: Always empty: a legacy attachment cannot be pinned.
+        self.pins: list[str] = []
+        self._attached = False
+        try:
+            self._attach(prog)
         except BaseException:
             self.close()
             raise
-        self.attached = True
+        self._attached = True
         warnings.warn(f"{self!r}: this kernel has no cgroup bpf_link (Linux 5.7); the "
                       "program was attached with legacy PROG_ATTACH (MULTI) and stays "
                       "attached if this process dies before close()", FallbackWarning,
                       stacklevel=3)
 
     def __repr__(self) -> str:
-        state = f"prog {self._prog.id} on {self._cg.path}" if self.attached else "detached"
+        state = f"prog {self._prog.id} on {self._path}" if self._attached else "detached"
         return f"<LegacyLink {name_of(self.attach_type)} {state}>"
+
+    def _attach(self, prog: Program, replace: Program | None = None) -> None:
+        _bpf.prog_attach(self.kernel, self.fd, prog.fd, prog.type, self.attach_type,
+                         lambda: f"{self!r}: attach {prog!r}",
+                         flags=AttachMode.MULTI | (F_REPLACE if replace else 0),
+                         replace_fd=replace.fd if replace else 0)
 
     def update(self, new: Program, *, expected: Program | None = None) -> None:
         """Swap the program in place (PROG_ATTACH MULTI|REPLACE).  ``expected`` is checked
         by the library: the kernel cannot compare-and-swap a legacy entry."""
-        if not self.attached:
+        if not self._attached:
             raise LinkDefunct(errno.ENOLINK, f"{self!r}", command="PROG_ATTACH",
                               hint="the program was detached")
         if expected is not None and expected.id != self._prog.id:
             raise ExpectedProgramMismatch(errno.EPERM, f"{self!r} expecting {expected!r}",
                                           command="PROG_ATTACH",
                                           hint="the attachment runs another program")
-        self._cg.attach(new, self.attach_type, mode=AttachMode.MULTI, replace=self._prog)
-        old, self._prog = self._prog, Program(self.kernel, self.kernel.dup(new.fd))
+        self._attach(new, replace=self._prog)
+        old, self._prog = self._prog, new.dup()
         old.close()
 
     def detach(self) -> None:
         """PROG_DETACH of the current program; idempotent, like LINK_DETACH."""
-        if self.attached:
-            self._cg.detach(self._prog, self.attach_type)
-            self.attached = False
+        if self._attached:
+            _bpf.prog_detach(self.kernel, self.fd, self._prog.fd, self.attach_type,
+                             lambda: f"{self!r}: detach")
+            self._attached = False
 
     @property
     def defunct(self) -> bool:
-        return not self.attached
+        return not self._attached
 
     def info(self) -> LinkInfo:
         """What a link would report: id 0 (no kernel object), the cgroup id (0 once
         detached), the current program and the attach type."""
         return LinkInfo(0, LinkType.CGROUP, self._prog.id,
-                        self._cg.id if self.attached else 0, self.attach_type)
-
-    def _clone(self, fd: int) -> LegacyLink:
-        raise NotSupported(f"a second owner of {self!r} (a legacy attachment has one: "
-                           "this object)", "5.7")
-
-    def detach_fd(self) -> int:
-        raise NotSupported(f"taking the fd out of {self!r} (it stands for no kernel object)",
-                           "5.7")
+                        self._cgroup_id if self._attached else 0, self.attach_type)
 
     def pin(self, path: str) -> None:
-        raise NotSupported(f"pinning {self!r} at {path} (a legacy attachment is no object)",
-                           "5.7")
+        _no(f"pinning at {path}")
+
+    def unpin(self, path: str | None = None) -> None:
+        _no("unpinning")
+
+    def fdinfo(self) -> dict[str, str]:
+        _no("fdinfo")
+
+    @classmethod
+    def from_pin(cls, path: str, *, kernel: Kernel | None = None) -> LegacyLink:
+        _no(f"opening a pin ({path})")
+
+    @classmethod
+    def from_id(cls, obj_id: int, *, kernel: Kernel | None = None) -> LegacyLink:
+        _no(f"opening by id ({obj_id})")
+
+    def _clone(self, fd: int) -> LegacyLink:
+        _no("a second owner (dup)")
+
+    def detach_fd(self) -> int:
+        _no("taking the fd out")
 
     def close(self) -> None:
         """Detach (a cgroup already removed has nothing left to detach), then close."""
@@ -109,6 +139,5 @@ class LegacyLink(FdObject):
             if e.errno != errno.ENOENT:
                 raise
         finally:
-            self._fd = -1
             self._prog.close()
-            self._cg.close()
+            super().close()

@@ -12,7 +12,7 @@ import errno
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from . import _bpf, uapi
+from . import _bpf, _sys, uapi
 from ._object import BpfObject, as_enum
 from .errors import BpfError, ExpectedProgramMismatch, LinkDefunct
 from .kernel import Kernel, default_kernel, probe
@@ -143,11 +143,11 @@ class Link(BpfObject):
         else :class:`ExpectedProgramMismatch`.  A defunct link raises
         :class:`LinkDefunct`.  The new program must have the link's program type.
         """
-        attr = uapi.LinkUpdateAttr(link_fd=self.fd, new_prog_fd=new.fd)
-        if expected is not None:
-            attr.flags, attr.old_prog_fd = uapi.F_REPLACE, expected.fd
+        fds = self.fd, new.fd, expected.fd if expected is not None else 0  # ClosedError
         try:
-            self.kernel.bpf(Cmd.LINK_UPDATE, attr)
+            _sys.link_update(self.kernel, fds[0], fds[1],
+                             flags=uapi.F_REPLACE if expected is not None else 0,
+                             old_prog_fd=fds[2])
         except OSError as e:
             err = e.errno or errno.EIO
             errors = _UPDATE_ERRORS[expected is not None]
@@ -163,7 +163,7 @@ class Link(BpfObject):
         """LINK_DETACH: detach now; the link object stays valid and becomes defunct.
         Idempotent.  Linux 5.9."""
         probe.require(self.kernel, probe.LINK_DETACH)
-        _bpf.call(self.kernel, Cmd.LINK_DETACH, uapi.LinkDetachAttr(link_fd=self.fd),
+        _bpf.call(self.kernel, Cmd.LINK_DETACH, lambda: _sys.link_detach(self.kernel, self.fd),
                   repr(self))
         self._cgroup_id = 0
 

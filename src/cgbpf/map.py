@@ -7,7 +7,7 @@ import ctypes
 import errno
 from dataclasses import dataclass
 
-from . import _bpf, _check, uapi
+from . import _bpf, _check, _sys, uapi
 from ._object import BpfObject, as_enum
 from .errors import BpfError
 from .kernel import Kernel, default_kernel
@@ -52,12 +52,11 @@ class Map(BpfObject):
             _check.arg("Map.create", field, value, int, "an int")
         _check.arg("Map.create", "name", name, str, "a str")
         k = kernel or default_kernel()
-        attr = uapi.MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
-                                  max_entries=max_entries, map_flags=flags,
-                                  map_name=name.encode()[: uapi.BPF_OBJ_NAME_LEN - 1])
         detail = f"map {name!r} ({uapi.name_of(map_type)}, key {key_size} B, " \
                  f"value {value_size} B, {max_entries} entries)"
-        return cls(k, _bpf.call(k, Cmd.MAP_CREATE, attr, detail))
+        return cls(k, _bpf.call(k, Cmd.MAP_CREATE, lambda: _sys.map_create(
+            k, map_type=map_type, key_size=key_size, value_size=value_size,
+            max_entries=max_entries, map_flags=flags, name=name.encode()), detail))
 
     def info(self) -> MapInfo:
         raw = uapi.MapInfo()
@@ -73,9 +72,8 @@ class Map(BpfObject):
             raise BpfError(errno.EINVAL, f"{self!r}: key of {len(key)} bytes",
                            command=cmd.name, hint=f"keys are {self.key_size} bytes")
         kb = ctypes.create_string_buffer(key, len(key))
-        _bpf.call(self.kernel, cmd, uapi.MapElemAttr(
-            map_fd=self.fd, key=ctypes.addressof(kb), value=_bpf.addr(value), flags=flags),
-            f"{self!r} key {key.hex()}")
+        _bpf.call(self.kernel, cmd, lambda: _sys.map_elem(self.kernel, cmd, self.fd, kb, value,
+                                                          flags), f"{self!r} key {key.hex()}")
 
     def lookup(self, key: bytes) -> bytes | None:
         """MAP_LOOKUP_ELEM: the value, or None if the key is absent."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from . import _bpf, _check, asm, uapi
+from . import _bpf, _check, _sys, asm, uapi
 from ._object import BpfObject, as_enum
 from .errors import BpfError, MissingPrivilege, VerifierError
 from .kernel import Kernel, default_kernel
@@ -69,19 +70,18 @@ class Program(BpfObject):
         if not code or len(code) % 8:
             raise BpfError(errno.EINVAL, f"program {name!r}: {len(code)} bytes of code",
                            command="PROG_LOAD", hint="code is a non-empty multiple of 8 bytes")
-        buf = ctypes.create_string_buffer(code, len(code))
-        lic = _bpf.c_str(license)
-        attr = uapi.ProgLoadAttr(
-            prog_type=prog_type, insn_cnt=len(code) // 8, insns=ctypes.addressof(buf),
-            license=_bpf.addr(lic), prog_name=name.encode()[: uapi.BPF_OBJ_NAME_LEN - 1],
-            expected_attach_type=expected_attach_type or 0, attach_btf_id=attach_btf_id)
+        load = functools.partial(
+            _sys.prog_load, k, prog_type=prog_type, insns=ctypes.create_string_buffer(
+                code, len(code)), insn_cnt=len(code) // 8, license=_sys.c_str(license),
+            name=name.encode(), expected_attach_type=expected_attach_type or 0,
+            attach_btf_id=attach_btf_id)
         what = f"program {name!r} ({uapi.name_of(prog_type)}" + (
             f", for {uapi.name_of(expected_attach_type)})" if expected_attach_type is not None
             else ")")
         try:
-            fd = k.bpf(Cmd.PROG_LOAD, attr)
+            fd = load()
         except OSError as e:
-            fd = _load_with_log(k, attr, e.errno or errno.EIO, what, prog_type)
+            fd = _load_with_log(k, load, e.errno or errno.EIO, what, prog_type)
         prog = cls(k, fd)
         if expected_attach_type is not None:
             prog.expected_attach_type = as_enum(AttachType, expected_attach_type)
@@ -118,7 +118,7 @@ def _attr_hint(prog_type: int) -> str:
     return "the kernel refused the load attributes before verifying the code"
 
 
-def _load_with_log(k: Kernel, attr: ctypes.Structure, err: int, what: str,
+def _load_with_log(k: Kernel, load: Callable[..., int], err: int, what: str,
                    prog_type: int) -> int:
     """After a refused PROG_LOAD, load again with a log buffer (growing it on ENOSPC) to
     raise the verifier's explanation.  Privilege errors are raised as they are; a refusal
@@ -130,9 +130,8 @@ def _load_with_log(k: Kernel, attr: ctypes.Structure, err: int, what: str,
     text = ""
     for size in _LOG_SIZES:
         log = ctypes.create_string_buffer(size)
-        attr.log_level, attr.log_size, attr.log_buf = uapi.LOG_LEVEL_1, size, ctypes.addressof(log)
         try:
-            return k.bpf(Cmd.PROG_LOAD, attr)  # a transient failure: accept the program
+            return load(log_buf=log, log_level=uapi.LOG_LEVEL_1)  # a transient failure: ok
         except OSError as e:
             text = log.value.decode(errors="replace")
             err = e.errno or err

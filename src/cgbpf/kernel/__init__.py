@@ -7,7 +7,6 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BpfError
-from ..uapi import GetIdAttr
 from .host import HostKernel
 from .protocol import Kernel
 
@@ -25,9 +24,11 @@ def host() -> HostKernel:
     mount, saying which."""
     global _host
     if _host is None:
+        from .._sys import invalid  # (the syscall layer sits on this package)
+
         k = HostKernel()
         try:
-            k.bpf(-1, GetIdAttr())  # an invalid command: EINVAL if bpf(2) exists
+            invalid(k)  # EINVAL if bpf(2) exists
         except OSError as e:
             if e.errno == errno.ENOSYS:
                 raise BpfError(errno.ENOSYS, "this kernel has no bpf(2) syscall",

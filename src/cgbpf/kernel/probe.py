@@ -24,14 +24,16 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
-from .. import asm, uapi
+from .. import _sys, asm, uapi
 from ..errors import NotSupported
 from ..uapi import AttachType, Cmd, ProgType
 from .protocol import Kernel
 
 _BAD_FD = 0xFFFFFFFF  # -1 as u32: never a valid fd, so a kernel that gets this far says EBADF
 _PROBE_PREFIX = "cgbpf-probe"
+T = TypeVar("T")
 
 
 class CannotTell(Exception):
@@ -75,23 +77,20 @@ class Prober:
         self._fds.append(fd)
         return fd
 
-    def load_attr(self, ptype: ProgType, eat: AttachType | int = 0,
-                  ret: int = 1) -> ctypes.Structure:
-        """PROG_LOAD's attr for a program that returns ``ret`` (its buffers are kept)."""
+    @staticmethod
+    def load(k: Kernel, ptype: ProgType, eat: AttachType | int = 0, ret: int = 1) -> int:
+        """PROG_LOAD of a program that returns ``ret`` (the kernel's OSError if refused)."""
         code = asm.assemble(asm.return_program(ret))
-        insns = ctypes.create_string_buffer(code, len(code))
-        lic = ctypes.create_string_buffer(b"GPL")
-        self._buffers += [insns, lic]
-        return uapi.ProgLoadAttr(prog_type=ptype, insn_cnt=len(code) // 8,
-                                 insns=ctypes.addressof(insns), license=ctypes.addressof(lic),
-                                 expected_attach_type=eat)
+        return _sys.prog_load(k, prog_type=ptype, insns=ctypes.create_string_buffer(
+            code, len(code)), insn_cnt=len(code) // 8, license=_sys.c_str("GPL"),
+            expected_attach_type=eat)
 
     def prog(self, ptype: ProgType, eat: AttachType | int = 0, ret: int = 1) -> int:
         """A loaded program that returns ``ret``; CannotTell if PROG_LOAD is refused."""
         key = (ptype, eat, ret)
         if key not in self._progs:
-            attr = self.load_attr(ptype, eat, ret)
-            self._progs[key] = self.own(self.call("PROG_LOAD", Cmd.PROG_LOAD, attr))
+            self._progs[key] = self.own(self.call(
+                "PROG_LOAD", lambda: self.load(self.k, ptype, eat, ret)))
         return self._progs[key]
 
     def cgroup(self) -> tuple[int, str]:
@@ -105,16 +104,15 @@ class Prober:
         self._dirs.append(path)
         return self.own(self.k.open_dir(path)), path
 
-    def call(self, what: str, cmd: Cmd, attr: ctypes.Structure) -> int:
+    def call(self, what: str, op: Callable[[], T]) -> T:
         """A step the probe needs to succeed: its refusal means "could not tell"."""
         try:
-            return self.k.bpf(cmd, attr)
+            return op()
         except OSError as e:
             raise CannotTell(f"{what} was refused: {errno.errorcode.get(e.errno or 0)}") from e
 
     def link(self, prog: int, cg: int, at: AttachType) -> int:
-        return self.own(self.call("LINK_CREATE", Cmd.LINK_CREATE, uapi.LinkCreateAttr(
-            prog_fd=prog, target_fd=cg, attach_type=at)))
+        return self.own(self.call("LINK_CREATE", lambda: _sys.link_create(self.k, prog, cg, at)))
 
     def close_fd(self, fd: int) -> None:
         self._fds.remove(fd)
@@ -132,16 +130,16 @@ class Prober:
         self._fds, self._dirs, self._progs = [], [], {}
 
 
-def answer(k: Kernel, cmd: Cmd, attr: ctypes.Structure, *, present: int = errno.EBADF,
+def answer(what: str, op: Callable[[], object], *, present: int = errno.EBADF,
            absent: int = errno.EINVAL) -> bool:
-    """Present if ``cmd`` fails with ``present`` (or succeeds), absent with ``absent``;
-    any other errno: CannotTell."""
+    """Present if the request ``what`` fails with ``present`` (or succeeds), absent with
+    ``absent``; any other errno: CannotTell."""
     try:
-        k.bpf(cmd, attr)
+        op()
     except OSError as e:
         if e.errno in (present, absent):
             return e.errno == present
-        raise CannotTell(f"{cmd.name} gave {errno.errorcode.get(e.errno or 0)}") from e
+        raise CannotTell(f"{what} gave {errno.errorcode.get(e.errno or 0)}") from e
     return True
 
 
@@ -149,15 +147,15 @@ def _attach(at: AttachType = AttachType.CGROUP_INET_EGRESS, flags: int = uapi.F_
             **extra: int) -> Callable[[Prober], bool]:
     """PROG_ATTACH with bad fds: EBADF if the kernel knows the attach type, the flags and
     the fields, EINVAL if not."""
-    return lambda p: answer(p.k, Cmd.PROG_ATTACH, uapi.ProgAttachAttr(
-        target_fd=_BAD_FD, attach_bpf_fd=_BAD_FD, attach_type=at, attach_flags=flags, **extra))
+    return lambda p: answer("PROG_ATTACH", lambda: _sys.prog_attach(
+        p.k, _BAD_FD, _BAD_FD, at, flags=flags, **extra))
 
 
 def _query(**fields: int) -> Callable[[Prober], bool]:
     """PROG_QUERY of a bad fd with ``fields`` set: EINVAL if they lie past the kernel's
     attr (CHECK_ATTR), EBADF if it has them."""
-    return lambda p: answer(p.k, Cmd.PROG_QUERY, uapi.QueryAttr(
-        target_fd=_BAD_FD, attach_type=AttachType.CGROUP_INET_EGRESS, **fields))
+    return lambda p: answer("PROG_QUERY", lambda: _sys.prog_query(
+        p.k, _BAD_FD, AttachType.CGROUP_INET_EGRESS, **fields))
 
 
 def _command(cmd: Cmd, attr: Callable[[], ctypes.Structure]) -> Callable[[Prober], bool]:
@@ -177,8 +175,8 @@ def _link_create(flags: int = 0, at: AttachType = AttachType.CGROUP_INET_EGRESS,
     before the flags and the target."""
     def probe(p: Prober) -> bool:
         prog = p.prog(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS)
-        return answer(p.k, Cmd.LINK_CREATE, uapi.LinkCreateAttr(
-            prog_fd=prog, target_fd=_BAD_FD, attach_type=at, flags=flags, **extra))
+        return answer("LINK_CREATE", lambda: _sys.link_create(
+            p.k, prog, _BAD_FD, at, flags=flags, **extra))
     return probe
 
 
@@ -204,16 +202,15 @@ def _defunct_update(p: Prober) -> bool:
     prog = p.prog(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS)
     cg, path = p.cgroup()
     link = p.link(prog, cg, AttachType.CGROUP_INET_EGRESS)
-    update = uapi.LinkUpdateAttr(link_fd=link, new_prog_fd=prog)
     if check(p.k, LINK_DETACH, p):
-        p.call("LINK_DETACH", Cmd.LINK_DETACH, uapi.LinkDetachAttr(link_fd=link))
+        p.call("LINK_DETACH", lambda: _sys.link_detach(p.k, link))
     else:
         p.close_fd(cg)
         p.rmdir(path)
     deadline = time.monotonic() + 5
     while True:
         try:
-            p.k.bpf(Cmd.LINK_UPDATE, update)  # still attached: updating to itself works
+            _sys.link_update(p.k, link, prog)  # still attached: updating to itself works
         except OSError as e:
             if e.errno in (errno.ENOLINK, errno.EINVAL):
                 return e.errno == errno.ENOLINK
@@ -228,15 +225,14 @@ def _replace_self(p: Prober) -> bool:
     prog = p.prog(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS)
     cg, _ = p.cgroup()
     at = AttachType.CGROUP_INET_EGRESS
-    p.call("PROG_ATTACH", Cmd.PROG_ATTACH, uapi.ProgAttachAttr(
-        target_fd=cg, attach_bpf_fd=prog, attach_type=at, attach_flags=uapi.F_ALLOW_MULTI))
+    p.call("PROG_ATTACH", lambda: _sys.prog_attach(p.k, cg, prog, at,
+                                                  flags=uapi.F_ALLOW_MULTI))
     try:
-        return answer(p.k, Cmd.PROG_ATTACH, uapi.ProgAttachAttr(
-            target_fd=cg, attach_bpf_fd=prog, attach_type=at, replace_bpf_fd=prog,
-            attach_flags=uapi.F_ALLOW_MULTI | uapi.F_REPLACE), present=0)
+        return answer("PROG_ATTACH", lambda: _sys.prog_attach(
+            p.k, cg, prog, at, flags=uapi.F_ALLOW_MULTI | uapi.F_REPLACE, replace_fd=prog),
+            present=0)
     finally:
-        p.k.bpf(Cmd.PROG_DETACH, uapi.ProgAttachAttr(target_fd=cg, attach_bpf_fd=prog,
-                                                      attach_type=at))  # it is attached once
+        _sys.prog_detach(p.k, cg, prog, at)  # it is attached once
 
 
 def _link_info_64(p: Prober) -> bool:
@@ -247,9 +243,7 @@ def _link_info_64(p: Prober) -> bool:
     cg, _ = p.cgroup()
     link = p.link(prog, cg, AttachType.CGROUP_INET_EGRESS)
     info = ctypes.create_string_buffer(128)
-    attr = uapi.InfoAttr(bpf_fd=link, info_len=64, info=ctypes.addressof(info))
-    p.call("OBJ_GET_INFO_BY_FD", Cmd.OBJ_GET_INFO_BY_FD, attr)
-    return int(attr.info_len) == 64
+    return p.call("OBJ_GET_INFO_BY_FD", lambda: _sys.get_info(p.k, link, info, 64)) == 64
 
 
 def _update_eat_check(p: Prober) -> bool:
@@ -262,16 +256,14 @@ def _update_eat_check(p: Prober) -> bool:
     new = p.prog(ProgType.CGROUP_SOCK_ADDR, AttachType.CGROUP_INET6_CONNECT)
     cg, _ = p.cgroup()
     link = p.link(old, cg, at)
-    return not answer(p.k, Cmd.LINK_UPDATE, uapi.LinkUpdateAttr(
-        link_fd=link, new_prog_fd=new), present=0)
+    return not answer("LINK_UPDATE", lambda: _sys.link_update(p.k, link, new), present=0)
 
 
 def _tag_sha256(p: Prober) -> bool:
     """A program's tag: the first 8 bytes of SHA-256 of its instructions, or of SHA-1."""
     prog = p.prog(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS)
     info = uapi.ProgInfo()
-    p.call("OBJ_GET_INFO_BY_FD", Cmd.OBJ_GET_INFO_BY_FD, uapi.InfoAttr(
-        bpf_fd=prog, info_len=ctypes.sizeof(info), info=ctypes.addressof(info)))
+    p.call("OBJ_GET_INFO_BY_FD", lambda: _sys.get_info(p.k, prog, info))
     code = asm.assemble(asm.return_program(1))
     tag = bytes(info.tag)
     if tag == hashlib.sha256(code).digest()[:8]:
@@ -281,21 +273,20 @@ def _tag_sha256(p: Prober) -> bool:
     raise CannotTell(f"tag {tag.hex()} is neither SHA-256 nor SHA-1 of the instructions")
 
 
-def _restricted(caps: set[str], needs: str, cmd: Cmd,
-                attr: Callable[[Prober], ctypes.Structure]) -> Callable[[Prober], bool]:
-    """``cmd`` from a child process with only ``caps``: present unless EPERM.  The
+def _restricted(caps: set[str], needs: str,
+                request: Callable[[Kernel], object]) -> Callable[[Prober], bool]:
+    """``request`` from a child process with only ``caps``: present unless EPERM.  The
     caller must hold ``needs`` (else a refusal proves nothing)."""
     def probe(p: Prober) -> bool:
         if not p.k.has_capability(needs):
             raise CannotTell(f"the probing process lacks {needs}")
-        a = attr(p)
         try:
-            p.k.run_restricted(caps, lambda child: child.bpf(cmd, a))
+            p.k.run_restricted(caps, request)
         except OSError as e:
             if e.errno == errno.EPERM:
                 return False
             if e.errno != errno.EBADF:
-                raise CannotTell(f"{cmd.name} gave {errno.errorcode.get(e.errno or 0)}") from e
+                raise CannotTell(f"gave {errno.errorcode.get(e.errno or 0)}") from e
         return True
     return probe
 
@@ -313,13 +304,12 @@ FEATURES: dict[str, Feature] = {f.key: f for f in [
     Feature(LINKS, "cgroup bpf_link (BPF_LINK_CREATE)", "5.7",
             "LINK_CREATE/LINK_UPDATE for cgroups, link pinning",
             "LINK_CREATE with a bad prog fd",
-            lambda p: answer(p.k, Cmd.LINK_CREATE, uapi.LinkCreateAttr(
-                prog_fd=_BAD_FD, target_fd=_BAD_FD, attach_type=_EG))),
+            lambda p: answer("LINK_CREATE", lambda: _sys.link_create(p.k, _BAD_FD, _BAD_FD, _EG))),
     Feature("cap_bpf", "CAP_BPF", "5.8",
             "CAP_BPF exists (with CAP_NET_ADMIN it loads and attaches cgroup programs)",
             "PROG_LOAD from a child with CAP_BPF and CAP_NET_ADMIN only",
-            _restricted({"CAP_BPF", "CAP_NET_ADMIN"}, "CAP_SYS_ADMIN", Cmd.PROG_LOAD,
-                        lambda p: p.load_attr(ProgType.CGROUP_SKB))),
+            _restricted({"CAP_BPF", "CAP_NET_ADMIN"}, "CAP_SYS_ADMIN",
+                        lambda k: Prober.load(k, ProgType.CGROUP_SKB))),
     Feature(LINK_INFO, "link ids and link info", "5.8",
             "link IDs, LINK_GET_FD_BY_ID/NEXT_ID, link info and fdinfo", "LINK_GET_NEXT_ID",
             _command(Cmd.LINK_GET_NEXT_ID, uapi.GetIdAttr)),
@@ -334,15 +324,15 @@ FEATURES: dict[str, Feature] = {f.key: f for f in [
             "PROG_ATTACH INET4_GETPEERNAME with bad fds", _attach(_NAME_HOOKS)),
     Feature(LINK_DETACH, "BPF_LINK_DETACH", "5.9", "BPF_LINK_DETACH",
             "LINK_DETACH of a bad fd",
-            lambda p: answer(p.k, Cmd.LINK_DETACH, uapi.LinkDetachAttr(link_fd=_BAD_FD))),
+            lambda p: answer("LINK_DETACH", lambda: _sys.link_detach(p.k, _BAD_FD))),
     Feature("sock_release_hook", "INET_SOCK_RELEASE hook", "5.9",
             "attach type INET_SOCK_RELEASE", "PROG_ATTACH INET_SOCK_RELEASE with bad fds",
             _attach(AttachType.CGROUP_INET_SOCK_RELEASE)),
     Feature("link_create_ext_attr", "LINK_CREATE fields past flags", "5.9",
             "LINK_CREATE's attr grows past `flags` (64 bytes)",
             "LINK_CREATE with a bad prog fd and a byte at offset 16",
-            lambda p: answer(p.k, Cmd.LINK_CREATE, uapi.LinkCreateAttr(
-                prog_fd=_BAD_FD, target_fd=_BAD_FD, attach_type=_EG, relative_fd=1))),
+            lambda p: answer("LINK_CREATE", lambda: _sys.link_create(
+                p.k, _BAD_FD, _BAD_FD, _EG, relative_fd=1))),
     Feature("prog_attach_flags_query", "query.prog_attach_flags", "6.0",
             "query.prog_attach_flags; effective attach_flags 0",
             "PROG_QUERY of a bad fd with prog_attach_flags set", _query(prog_attach_flags=8)),
@@ -358,17 +348,16 @@ FEATURES: dict[str, Feature] = {f.key: f for f in [
     Feature("obj_path_fd", "BPF_F_PATH_FD", "6.5",
             "BPF_F_PATH_FD and path_fd for OBJ_PIN/OBJ_GET",
             "OBJ_GET with BPF_F_PATH_FD and a bad path_fd",
-            lambda p: answer(p.k, Cmd.OBJ_GET, uapi.ObjAttr(
-                pathname=ctypes.addressof(_PIN_NAME), file_flags=uapi.F_PATH_FD,
-                path_fd=-1))),
+            lambda p: answer("OBJ_GET", lambda: _sys.obj_get(
+                p.k, _PIN_NAME, file_flags=uapi.F_PATH_FD, path_fd=-1))),
     Feature("unix_hooks", "AF_UNIX sock_addr hooks", "6.7",
             "attach types UNIX_CONNECT..UNIX_GETSOCKNAME (49-53)",
             "PROG_ATTACH UNIX_CONNECT with bad fds", _attach(AttachType.CGROUP_UNIX_CONNECT)),
     Feature("bpf_net_capable", "CAP_SYS_ADMIN as CAP_NET_ADMIN", "6.7",
             "CAP_SYS_ADMIN counts as CAP_NET_ADMIN for attach/query",
             "PROG_QUERY of a bad fd from a child with CAP_SYS_ADMIN and CAP_BPF only",
-            _restricted({"CAP_SYS_ADMIN", "CAP_BPF"}, "CAP_SYS_ADMIN", Cmd.PROG_QUERY,
-                        lambda p: uapi.QueryAttr(target_fd=_BAD_FD, attach_type=_EG))),
+            _restricted({"CAP_SYS_ADMIN", "CAP_BPF"}, "CAP_SYS_ADMIN",
+                        lambda k: _sys.prog_query(k, _BAD_FD, _EG))),
     Feature("skb_link_type_check", "the CGROUP_SKB link type check", "6.9",
             "LINK_CREATE checks a CGROUP_SKB prog's attach type",
             "LINK_CREATE of a CGROUP_SKB program to INET_SOCK_CREATE, bad target",
