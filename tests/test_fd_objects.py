@@ -8,6 +8,7 @@ import copy
 import gc
 import os
 import pickle
+import subprocess
 import sys
 import warnings
 from collections.abc import Callable
@@ -113,3 +114,32 @@ def test_fork_child_never_detaches_the_parents_link(kernel: Kernel, scratch: Scr
         assert os.waitstatus_to_exitcode(status) == 0
         assert cg.query(EGRESS).ids == [prog.id]
         assert link.info().cgroup_id == cg.id
+
+
+LEAK = """
+import gc, cgbpf
+from cgbpf import asm, ProgType, AttachType
+k = cgbpf.model()
+cg = cgbpf.Cgroup.create("svc", kernel=k)
+p = cgbpf.Program.load(asm.return_program(1), ProgType.CGROUP_SKB,
+                       expected_attach_type=AttachType.CGROUP_INET_EGRESS, kernel=k)
+link = cg.link(p)
+if PIN:
+    link.pin("/sys/fs/bpf/svc")
+del link
+gc.collect()
+"""
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_a_leaked_unpinned_link_warns_visibly(pinned: bool) -> None:
+    """Python hides ResourceWarning by default; a link whose collection detaches its
+    program also says so with a LinkLeakWarning, which Python shows.  A pinned one stays
+    attached: no visible warning."""
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    run = subprocess.run([sys.executable, "-c", f"PIN = {pinned}\n" + LEAK],
+                         env={**os.environ, "PYTHONPATH": src, "PYTHONWARNINGS": ""},
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert ("LinkLeakWarning" in run.stderr) is not pinned, run.stderr
+    assert "detaches program" in run.stderr or pinned

@@ -22,7 +22,7 @@ from .errors import (
 )
 from .fallback import FallbackWarning, LegacyLink
 from .kernel import Kernel, default_kernel, host, model
-from .link import Link, LinkInfo, links
+from .link import Link, LinkInfo, LinkLeakWarning, links
 from .map import Map, MapInfo
 from .program import Program, ProgramInfo
 from .uapi import AttachMode, AttachType, LinkType, MapType, ProgType
@@ -42,6 +42,7 @@ __all__ = [
     "Link",
     "LinkDefunct",
     "LinkInfo",
+    "LinkLeakWarning",
     "LinkType",
     "Map",
     "MapInfo",

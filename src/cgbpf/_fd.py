@@ -100,10 +100,18 @@ class FdObject:
         """What collecting this object unclosed does (links say: detaches)."""
         return f"unclosed {self!r}"
 
+    def _leak_effect(self) -> type[Warning] | None:
+        """A warning category Python shows by default, for a leak that changes the
+        system (an unpinned link detaches), to go alongside the ResourceWarning."""
+        return None
+
     def __del__(self) -> None:
         if self._fd < 0:
             return
         if self._pid == os.getpid():
             warnings.warn(self._leak_message(), ResourceWarning, stacklevel=2, source=self)
+            effect = self._leak_effect()
+            if effect is not None:
+                warnings.warn(self._leak_message(), effect, stacklevel=2)
         with suppress(OSError):  # closed under it already: nothing left to do
             self.close()

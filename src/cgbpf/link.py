@@ -82,6 +82,11 @@ def _update_hint(link_at: AttachType | int | None, new: Program) -> str:
             "(flags or old program)")
 
 
+class LinkLeakWarning(RuntimeWarning):
+    """An unpinned link was garbage-collected without close(): its program was detached.
+    Shown by default (a ResourceWarning, which Python hides, goes with it)."""
+
+
 class Link(BpfObject):
     """A bpf_link.  Closing the last fd of an unpinned link detaches its program."""
 
@@ -99,6 +104,9 @@ class Link(BpfObject):
         at = uapi.name_of(self.attach_type) if self.attach_type is not None else "?"
         state = "closed" if self.closed else f"prog {self._prog_id} on cgroup {self._cgroup_id}"
         return f"<Link id={self.id} {at} {state}>"
+
+    def _leak_effect(self) -> type[Warning] | None:
+        return None if self.pins else LinkLeakWarning
 
     def _leak_message(self) -> str:
         if self.pins:
