@@ -3,11 +3,8 @@
 The public surface is this module's names; everything else is internal layers.
 """
 
-# The model package is loaded first so that `cgbpf.model` below stays the function (a
-# submodule imported later would otherwise take its name); its classes are exported here.
-from .model import ModelKernel, Profile
+from typing import TYPE_CHECKING, Any
 
-# isort: split
 from .cgroup import HEAD, TAIL, Cgroup, ProgramRef, Query
 from .errors import (
     BpfError,
@@ -21,11 +18,28 @@ from .errors import (
     VerifierError,
 )
 from .fallback import FallbackWarning, LegacyLink
-from .kernel import Kernel, default_kernel, host, model
+from .kernel import Kernel, default_kernel, host
 from .link import Link, LinkInfo, LinkLeakWarning, links
 from .map import Map, MapInfo
 from .program import Program, ProgramInfo
 from .uapi import AttachMode, AttachType, LinkType, MapType, ProgType
+
+if TYPE_CHECKING:
+    from .kernel import model
+    from .model import ModelKernel, Profile
+
+
+def __getattr__(name: str) -> Any:
+    """The model kernel is loaded when first asked for: ``cgbpf.model`` is its package,
+    which is callable (``cgbpf.model("6.1")``); ``ModelKernel`` and ``Profile`` are its
+    classes."""
+    if name in ("model", "ModelKernel", "Profile"):
+        import importlib
+
+        package = importlib.import_module(".model", __name__)
+        return package if name == "model" else getattr(package, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "HEAD",
