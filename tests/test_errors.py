@@ -59,3 +59,15 @@ def test_classes_messages_and_pickling() -> None:
         assert isinstance(again, type(e).__mro__[1] if builtin else type(e))
     assert str(cases[0]) == "OBJ_GET: pin x: ENOENT No such file or directory (h)"
     assert not isinstance(cases[3], FileNotFoundError) and cases[3].errno == errno.ENOLINK
+
+
+def test_a_refused_pin_says_what_is_wrong_with_the_directory(kernel: Kernel,
+                                                              scratch: Scratch) -> None:
+    cases = {os.path.join(scratch.bpffs(), "nodir", "p"): "does not exist",
+             os.path.join(scratch.mkdir("a"), "p"): "is not on a bpffs mount"}
+    with load(kernel) as prog:
+        for path, says in cases.items():
+            with pytest.raises(BpfError) as e:
+                prog.pin(path)
+            assert e.value.command == "OBJ_PIN" and says in str(e.value), str(e.value)
+            assert os.path.dirname(path) in str(e.value)

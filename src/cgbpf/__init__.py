@@ -1,6 +1,28 @@
 """cgbpf: cgroup BPF programs through bpf_link, on the real kernel or the model kernel.
 
-The public surface is this module's names; everything else is internal layers.
+Load a program, attach it to a cgroup through a link, and the link owns the attachment:
+closing its last fd detaches the program (a crashed process leaves nothing behind),
+pinning it in bpffs keeps it::
+
+    import cgbpf
+    from cgbpf import AttachType, MapType, ProgType, asm
+
+    counts = cgbpf.Map.create(MapType.ARRAY, key_size=4, value_size=8, max_entries=1)
+    prog = cgbpf.Program.load(asm.counter_program(counts), ProgType.CGROUP_SKB,
+                              expected_attach_type=AttachType.CGROUP_INET_EGRESS)
+    with cgbpf.Cgroup.create("my-service") as cg, cg.link(prog) as link:
+        print(link.info(), cg.query(AttachType.CGROUP_INET_EGRESS))
+
+Objects (each owns an fd, like ``socket.socket``: ``fileno``, ``close``, ``with``,
+``dup``): :class:`Program`, :class:`Map`, :class:`Cgroup` (``link``, ``attach``,
+``detach``, ``query``), :class:`Link` (``update``, ``pin``, ``detach``, ``info``) and
+:class:`LegacyLink`, its stand-in on kernels without cgroup links.  Listing:
+:func:`links`.  Kernels: :func:`host` (the real one, bpf(2) via ctypes) and
+``cgbpf.model(...)``, the model kernel (pure Python, no privileges; ``model("host")``
+models the running kernel).  Errors: :class:`BpfError` and its subclasses, each an
+``OSError`` with the kernel's errno.  Features are probed (:mod:`cgbpf.kernel.probe`);
+each docstring says the first Linux release a call needs.  Kernel behaviour, as
+measured: docs/kernel.md in the source tree.
 """
 
 from typing import TYPE_CHECKING, Any

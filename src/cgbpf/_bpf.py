@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 from . import _sys, uapi
 from .errors import BpfError, MissingPrivilege, StaleRevision
-from .kernel.protocol import Kernel
+from .kernel.protocol import BPF_FS_MAGIC, Kernel
 from .uapi import Cmd
 
 #: What a failed command usually means, by (command, errno): the hint in the message.
@@ -107,9 +108,26 @@ def error(k: Kernel, cmd: Cmd, err: int, detail: Detail, *, needs: tuple[str, ..
 
 
 def obj_pin(k: Kernel, fd: int, path: str, detail: str) -> None:
-    """OBJ_PIN: pin the object behind ``fd`` at ``path`` (on bpffs)."""
+    """OBJ_PIN: pin the object behind ``fd`` at ``path`` (on bpffs).  A refused pin says
+    what is wrong with the directory: missing, or not a bpffs mount."""
     p = _sys.c_str(path)
-    call(k, Cmd.OBJ_PIN, lambda: _sys.obj_pin(k, fd, p), f"{detail} at {path}")
+    try:
+        _sys.obj_pin(k, fd, p)
+    except OSError as e:
+        err = e.errno or errno.EIO
+        parent = os.path.dirname(path) or "."
+        hint = HINTS.get((Cmd.OBJ_PIN, err), "")
+        if err in (errno.ENOENT, errno.EPERM):
+            try:
+                on_bpffs = k.fs_magic(parent) == BPF_FS_MAGIC
+            except OSError:
+                hint = f"the directory {parent} does not exist"
+            else:
+                if not on_bpffs:
+                    hint = f"{parent} is not on a bpffs mount: pin under one (mount -t bpf " \
+                        f"bpf {parent if parent == '/sys/fs/bpf' else 'DIR'} makes one)"
+        raise error(k, Cmd.OBJ_PIN, err, f"{detail} at {path}",
+                    errors={err: (BpfError, hint)}) from e
 
 
 def obj_get(k: Kernel, path: str, flags: int = 0) -> int:
