@@ -1,4 +1,5 @@
-"""The ABI table (cgbpf.uapi) against the system's <linux/bpf.h>, compiled with gcc.
+"""The ABI table (cgbpf.uapi) against the system's <linux/bpf.h>, compiled with gcc;
+field names checked by mypy and at run time.
 
 Debian's header is older than the kernel: items it lacks are checked against the
 offsets measured on 6.18 (KERNEL-SEMANTICS.md §1.4) instead, and every item must be
@@ -11,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ MEASURED_OFFSETS = {
 #: Constants newer than the header, with their 6.18 values (§1.2, §2.1).
 MEASURED_CONSTANTS = {"BPF_F_BEFORE": 8, "BPF_F_AFTER": 16, "BPF_F_ID": 32,
                       "BPF_F_PREORDER": 64, "BPF_F_LINK": 8192, "BPF_F_PATH_FD": 1 << 14}
+HEADERS = ("stdio.h", "stddef.h", "linux/bpf.h")
 
 
 def constants() -> dict[str, int]:
@@ -45,23 +48,24 @@ def constants() -> dict[str, int]:
 def layout_items() -> list[tuple[str, str, str]]:
     """(key, C expression, expected value) for every offset, member size and type size."""
     items = []
-    for name, (c_type, fields) in uapi.LAYOUTS.items():
-        cls = getattr(uapi, name)
-        for field, _, member in fields:
+    for name, cls in uapi.LAYOUTS.items():
+        c_type = cls.c_type
+        for field, _, member in cls.fields:
             if member is None:
                 continue
-            f = getattr(cls, field)
-            items.append((f"{name}.{field}@", f"offsetof({c_type}, {member})", str(f.offset)))
-            items.append((f"{name}.{field}#", f"sizeof((({c_type} *)0)->{member})", str(f.size)))
+            off, size = uapi.offset_of(cls, field), uapi.size_of(cls, field)
+            items.append((f"{name}.{field}@", f"offsetof({c_type}, {member})", str(off)))
+            items.append((f"{name}.{field}#", f"sizeof((({c_type} *)0)->{member})", str(size)))
     return items
 
 
 def compile_and_run(items: list[tuple[str, str, str]], tmp: Path) -> tuple[dict[str, str],
                                                                            set[str]]:
     """Print every expression the header knows; report the keys it does not know."""
-    lines = [f'printf("%s\\t%llu\\n", "{key}", (unsigned long long)({expr}));'
+    lines = [f'printf("%s\\t%lld\\n", "{key}", (long long)({expr}));'
              for key, expr, _ in items]
-    head = "#include <stdio.h>\n#include <stddef.h>\n#include <linux/bpf.h>\nint main(void){\n"
+    head = "".join(f"#include <{h}>\n" for h in HEADERS) + "int main(void){\n"
+    first = head.count("\n") + 1  # the line of the first printf
     missing: set[str] = set()
     while True:
         kept = [(it, line) for it, line in zip(items, lines, strict=True) if it[0] not in missing]
@@ -71,7 +75,7 @@ def compile_and_run(items: list[tuple[str, str, str]], tmp: Path) -> tuple[dict[
                             capture_output=True, text=True)
         if cc.returncode == 0:
             break
-        bad = {int(m) - 5 for m in re.findall(r"abi\.c:(\d+):\d+: error", cc.stderr)}
+        bad = {int(m) - first for m in re.findall(r"abi\.c:(\d+):\d+: error", cc.stderr)}
         assert bad, cc.stderr
         missing |= {kept[i][0][0] for i in bad if 0 <= i < len(kept)}
     run = subprocess.run([str(tmp / "abi")], capture_output=True, text=True, check=True)
@@ -119,11 +123,12 @@ def test_sizes(tmp_path: Path) -> None:
     """Each layout is a prefix of its C type (the header's, and 6.18's where measured);
     bpf_link_info is exactly the 64 bytes 6.18 writes."""
     need_gcc()
-    c_types = {c for c, _ in uapi.LAYOUTS.values()}
+    c_types = {cls.c_type for cls in uapi.LAYOUTS.values()}
     got, missing = compile_and_run([(c, f"sizeof({c})", "") for c in c_types], tmp_path)
     assert not missing
-    for name, (c_type, _) in uapi.LAYOUTS.items():
-        size = ctypes.sizeof(getattr(uapi, name))
+    for name, cls in uapi.LAYOUTS.items():
+        c_type = cls.c_type
+        size = ctypes.sizeof(cls)
         assert size <= uapi.MEASURED_SIZES.get(c_type, int(got[c_type])), name
         if c_type != "struct bpf_link_info":  # the header's (6.1: 48) is older than 6.18's
             assert size <= int(got[c_type]), name
@@ -137,3 +142,97 @@ def test_cgroup_attach_table() -> None:
     sock_addr = [t for t, p in uapi.CGROUP_PROG_TYPE.items()
                  if p is uapi.ProgType.CGROUP_SOCK_ADDR]
     assert len(sock_addr) == 17
+
+
+# --- the layouts as declared -------------------------------------------------------------
+
+
+def test_layouts_declared_once() -> None:
+    """Every layout in uapi is in LAYOUTS, built from its declarations: ``_fields_``,
+    ``fields`` and ``c_members`` say the same, and only padding has no C member."""
+    classes = {n: c for n, c in vars(uapi).items()
+               if isinstance(c, type) and issubclass(c, uapi.Layout) and c is not uapi.Layout}
+    assert classes == uapi.LAYOUTS and len(classes) == 14
+    for name, cls in uapi.LAYOUTS.items():
+        assert cls.__name__ == name and issubclass(cls, ctypes.Structure)
+        assert [(f.name, f.ctype) for f in cls.fields] == [tuple(f) for f in cls._fields_]
+        assert cls.field_names == {f.name for f in cls.fields}
+        assert {f.name for f in cls.fields if f.c_member is None} <= {"_reserved"}
+        assert cls.c_members == {f.name: f.c_member for f in cls.fields if f.c_member}
+        for f in cls.fields:
+            assert uapi.end_of(cls, f.name) == (uapi.offset_of(cls, f.name)
+                                                + ctypes.sizeof(f.ctype))
+    assert uapi.QueryAttr.c_members["prog_cnt"] == "query.prog_cnt"
+    assert uapi.MapCreateAttr.c_members["map_name"] == "map_name"  # the field's own name
+
+
+def test_a_declaration_needs_its_annotation() -> None:
+    with pytest.raises(TypeError, match="unpaired: \\['x'\\]"):
+        class Bad(uapi.Layout, c_type="union bpf_attr"):
+            x = uapi.u32()
+    assert "Bad" not in uapi.LAYOUTS
+
+
+@pytest.mark.parametrize("name", list(uapi.LAYOUTS))
+def test_unknown_field_is_refused(name: str) -> None:
+    """A misspelt field: a TypeError from the constructor naming the layout, the field
+    and every valid field; an AttributeError on assignment; the right names work."""
+    cls = uapi.LAYOUTS[name]
+    first = cls.fields[0].name
+    valid = ", ".join(f.name for f in cls.fields)
+    with pytest.raises(TypeError) as e:
+        cls(**{first: 1, first + "x": 3})
+    assert str(e.value) == (f"{name} ({cls.c_type}) has no field '{first}x'; its fields"
+                            f" are {valid}")
+    attr = cls(**{first: 1})
+    with pytest.raises(AttributeError, match=f"'{name}' object has no attribute '{first}x'"):
+        setattr(attr, first + "x", 3)
+    assert not hasattr(attr, "__dict__")
+    with pytest.raises(AttributeError):
+        getattr(attr, first + "x")
+    with pytest.raises(TypeError):
+        cls(1)  # keywords only
+    with pytest.raises(TypeError, match=f"has no field '{first}x'"):
+        uapi.end_of(cls, first + "x")
+    setattr(attr, first, 2)
+    assert getattr(attr, first) == 2 and bytes(attr)[0] == 2
+    assert bytes(attr)[4:] == bytes(ctypes.sizeof(cls) - 4)  # the other fields: zero
+
+
+def test_the_typo_of_the_issue() -> None:
+    with pytest.raises(TypeError) as e:
+        uapi.LinkUpdateAttr(link_fdd=3)
+    assert str(e.value) == ("LinkUpdateAttr (union bpf_attr) has no field 'link_fdd'; its"
+                            " fields are link_fd, new_prog_fd, flags, old_prog_fd")
+    assert bytes(uapi.LinkUpdateAttr(link_fd=3)) == bytes([3]) + bytes(15)
+
+
+MYPY_PROBE = """\
+import ctypes
+from cgbpf import uapi
+ok = uapi.LinkUpdateAttr(link_fd=3, new_prog_fd=4)
+ok.flags = uapi.F_REPLACE
+tag: bytes = bytes(uapi.ProgInfo().tag) + uapi.ProgInfo().name
+size: int = ctypes.sizeof(ok) + uapi.end_of(uapi.LinkUpdateAttr, "flags")
+uapi.LinkUpdateAttr(link_fdd=3)  # E: call-arg
+ok.old_prog_fdd = 5  # E: attr-defined
+print(ok.new_prog)  # E: attr-defined
+uapi.MapCreateAttr(map_name="x")  # E: arg-type
+uapi.LinkDetachAttr(3)  # E: call-arg
+"""
+
+
+def test_mypy_catches_a_misspelt_field(tmp_path: Path) -> None:
+    """The field names are typed: mypy --strict reports each misspelling (and a wrong
+    type, a positional argument) on its line, and nothing on the correct lines."""
+    pytest.importorskip("mypy")
+    (tmp_path / "probe.py").write_text(MYPY_PROBE)
+    run = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                          "--cache-dir", os.devnull, "--python-version", "3.10", "probe.py"],
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "MYPYPATH": str(Path(uapi.__file__).parents[1])})
+    found = {(int(line), code) for line, code in re.findall(
+        r"^probe\.py:(\d+): error: .*\[([a-z-]+)\]$", run.stdout, re.M)}
+    want = {(i, m.group(1)) for i, text in enumerate(MYPY_PROBE.splitlines(), 1)
+            if (m := re.search(r"# E: (\S+)", text))}
+    assert found == want, run.stdout + run.stderr

@@ -1,18 +1,34 @@
 """The bpf(2) ABI, defined once: commands, types, flags and the ctypes layouts of the
 ``union bpf_attr`` variants and info structs that cgbpf uses.
 
-Every layout is built from one declarative table (``LAYOUTS``) that also names each
+Each layout is a class declared field by field (see :class:`Layout`) that also names each
 field's C member, so a test can compare offsets and sizes with the system's
-``<linux/bpf.h>``.  Offsets of fields newer than that header are those measured on 6.18
-(KERNEL-SEMANTICS.md §1.4).
+``<linux/bpf.h>``, and mypy and the constructor reject a misspelt field.  Offsets of fields
+newer than that header are those measured on 6.18 (KERNEL-SEMANTICS.md §1.4).
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import inspect
 import platform
-from typing import Any, ClassVar
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
+
+if TYPE_CHECKING:
+    from _ctypes import _PyCStructType as _StructType
+
+    from typing_extensions import dataclass_transform  # mypy has it, whatever is installed
+else:
+    _StructType = type(ctypes.Structure)
+    if sys.version_info >= (3, 11):
+        from typing import dataclass_transform
+    else:  # 3.10: the decorator only informs type checkers, which read the branch above
+
+        def dataclass_transform(**_: Any) -> Any:
+            return lambda cls: cls
 
 #: bpf(2) syscall number per machine (``uname -m``).
 SYSCALL_NR = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
@@ -183,171 +199,304 @@ def name_of(value: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# Layouts.  Each entry: struct name -> (C type, [(field, ctype, C member or None)]).
-# ``None`` marks padding or reserved bytes that have no C member to compare with.
+# Layouts.  Each one is a class, declared once: its fields in order, each with the Python
+# type a reader and a type checker see, and (the value) its C type and the C member it
+# mirrors -- the field's own name unless given; ``pad`` has no member.  From that the
+# class builds its ctypes ``_fields_``, and tests/test_uapi.py compares every offset and
+# size with <linux/bpf.h>.  Field names are checked where they are written: mypy knows
+# each layout's fields (``dataclass_transform``: a misspelt keyword or attribute is an
+# error), and at run time an unknown keyword is a ``TypeError`` naming the layout, the
+# field and the valid fields, an unknown attribute an ``AttributeError`` (no ``__dict__``).
 
-U32, U64, S32 = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int32
-Field = tuple[str, Any, "str | None"]
-
-LAYOUTS: dict[str, tuple[str, list[Field]]] = {
-    "MapCreateAttr": ("union bpf_attr", [
-        ("map_type", U32, "map_type"),
-        ("key_size", U32, "key_size"),
-        ("value_size", U32, "value_size"),
-        ("max_entries", U32, "max_entries"),
-        ("map_flags", U32, "map_flags"),
-        ("inner_map_fd", U32, "inner_map_fd"),
-        ("numa_node", U32, "numa_node"),
-        ("map_name", ctypes.c_char * BPF_OBJ_NAME_LEN, "map_name"),
-    ]),
-    "MapElemAttr": ("union bpf_attr", [
-        ("map_fd", U32, "map_fd"),
-        ("key", U64, "key"),
-        ("value", U64, "value"),
-        ("flags", U64, "flags"),
-    ]),
-    "ProgLoadAttr": ("union bpf_attr", [
-        ("prog_type", U32, "prog_type"),
-        ("insn_cnt", U32, "insn_cnt"),
-        ("insns", U64, "insns"),
-        ("license", U64, "license"),
-        ("log_level", U32, "log_level"),
-        ("log_size", U32, "log_size"),
-        ("log_buf", U64, "log_buf"),
-        ("kern_version", U32, "kern_version"),
-        ("prog_flags", U32, "prog_flags"),
-        ("prog_name", ctypes.c_char * BPF_OBJ_NAME_LEN, "prog_name"),
-        ("prog_ifindex", U32, "prog_ifindex"),
-        ("expected_attach_type", U32, "expected_attach_type"),
-        ("prog_btf_fd", U32, "prog_btf_fd"),
-        ("func_info_rec_size", U32, "func_info_rec_size"),
-        ("func_info", U64, "func_info"),
-        ("func_info_cnt", U32, "func_info_cnt"),
-        ("line_info_rec_size", U32, "line_info_rec_size"),
-        ("line_info", U64, "line_info"),
-        ("line_info_cnt", U32, "line_info_cnt"),
-        ("attach_btf_id", U32, "attach_btf_id"),
-        ("attach_prog_fd", U32, "attach_prog_fd"),
-    ]),
-    "ObjAttr": ("union bpf_attr", [
-        ("pathname", U64, "pathname"),
-        ("bpf_fd", U32, "bpf_fd"),
-        ("file_flags", U32, "file_flags"),
-        ("path_fd", S32, "path_fd"),
-    ]),
-    "ProgAttachAttr": ("union bpf_attr", [
-        ("target_fd", U32, "target_fd"),
-        ("attach_bpf_fd", U32, "attach_bpf_fd"),
-        ("attach_type", U32, "attach_type"),
-        ("attach_flags", U32, "attach_flags"),
-        ("replace_bpf_fd", U32, "replace_bpf_fd"),
-        ("relative_fd", U32, "relative_fd"),
-        ("expected_revision", U64, "expected_revision"),
-    ]),
-    "QueryAttr": ("union bpf_attr", [
-        ("target_fd", U32, "query.target_fd"),
-        ("attach_type", U32, "query.attach_type"),
-        ("query_flags", U32, "query.query_flags"),
-        ("attach_flags", U32, "query.attach_flags"),
-        ("prog_ids", U64, "query.prog_ids"),
-        ("prog_cnt", U32, "query.prog_cnt"),
-        ("prog_attach_flags", U64, "query.prog_attach_flags"),
-        ("link_ids", U64, "query.link_ids"),
-        ("link_attach_flags", U64, "query.link_attach_flags"),
-        ("revision", U64, "query.revision"),
-    ]),
-    "GetIdAttr": ("union bpf_attr", [
-        ("start_id", U32, "start_id"),
-        ("next_id", U32, "next_id"),
-        ("open_flags", U32, "open_flags"),
-    ]),
-    "InfoAttr": ("union bpf_attr", [
-        ("bpf_fd", U32, "info.bpf_fd"),
-        ("info_len", U32, "info.info_len"),
-        ("info", U64, "info.info"),
-    ]),
-    "LinkCreateAttr": ("union bpf_attr", [
-        ("prog_fd", U32, "link_create.prog_fd"),
-        ("target_fd", U32, "link_create.target_fd"),
-        ("attach_type", U32, "link_create.attach_type"),
-        ("flags", U32, "link_create.flags"),
-        ("relative_fd", U32, "link_create.cgroup.relative_fd"),
-        ("expected_revision", U64, "link_create.cgroup.expected_revision"),
-    ]),
-    "LinkUpdateAttr": ("union bpf_attr", [
-        ("link_fd", U32, "link_update.link_fd"),
-        ("new_prog_fd", U32, "link_update.new_prog_fd"),
-        ("flags", U32, "link_update.flags"),
-        ("old_prog_fd", U32, "link_update.old_prog_fd"),
-    ]),
-    "LinkDetachAttr": ("union bpf_attr", [
-        ("link_fd", U32, "link_detach.link_fd"),
-    ]),
-    "LinkInfo": ("struct bpf_link_info", [
-        ("type", U32, "type"),
-        ("id", U32, "id"),
-        ("prog_id", U32, "prog_id"),
-        ("cgroup_id", U64, "cgroup.cgroup_id"),
-        ("attach_type", U32, "cgroup.attach_type"),
-        ("_reserved", ctypes.c_uint8 * 36, None),
-    ]),
-    "ProgInfo": ("struct bpf_prog_info", [
-        ("type", U32, "type"),
-        ("id", U32, "id"),
-        ("tag", ctypes.c_uint8 * BPF_TAG_SIZE, "tag"),
-        ("jited_prog_len", U32, "jited_prog_len"),
-        ("xlated_prog_len", U32, "xlated_prog_len"),
-        ("jited_prog_insns", U64, "jited_prog_insns"),
-        ("xlated_prog_insns", U64, "xlated_prog_insns"),
-        ("load_time", U64, "load_time"),
-        ("created_by_uid", U32, "created_by_uid"),
-        ("nr_map_ids", U32, "nr_map_ids"),
-        ("map_ids", U64, "map_ids"),
-        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN, "name"),
-    ]),
-    "MapInfo": ("struct bpf_map_info", [
-        ("type", U32, "type"),
-        ("id", U32, "id"),
-        ("key_size", U32, "key_size"),
-        ("value_size", U32, "value_size"),
-        ("max_entries", U32, "max_entries"),
-        ("map_flags", U32, "map_flags"),
-        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN, "name"),
-    ]),
-}
+U8, U32, U64, S32 = ctypes.c_uint8, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int32
+_OWN = ""  # the C member has the field's own name
 
 
-class Layout(ctypes.Structure):
-    """Base of every generated layout: knows its C type and C member names."""
+class Field(NamedTuple):
+    """One field of a layout: its name, its ctypes type, its C member (None: padding)."""
+
+    name: str
+    ctype: Any
+    c_member: str | None
+
+
+class _Decl:
+    """A field declaration (what :func:`u32` and the others return), until the class
+    that holds it is built."""
+
+    __slots__ = ("c_member", "ctype")
+
+    def __init__(self, ctype: Any, c_member: str | None) -> None:
+        self.ctype, self.c_member = ctype, c_member
+
+
+def u32(c_member: str = _OWN) -> int:
+    """A ``__u32`` field; ``c_member`` if its C name differs (``"query.target_fd"``)."""
+    return cast(int, _Decl(U32, c_member))
+
+
+def u64(c_member: str = _OWN) -> int:
+    """A ``__u64`` field (also the ``__aligned_u64`` user pointers)."""
+    return cast(int, _Decl(U64, c_member))
+
+
+def s32(c_member: str = _OWN) -> int:
+    """A ``__s32`` field."""
+    return cast(int, _Decl(S32, c_member))
+
+
+def chars(n: int, c_member: str = _OWN) -> bytes:
+    """A ``char[n]`` field: it reads as the bytes before the first NUL."""
+    return cast(bytes, _Decl(ctypes.c_char * n, c_member))
+
+
+def u8s(n: int, c_member: str = _OWN) -> ctypes.Array[ctypes.c_uint8]:
+    """A ``__u8[n]`` field: it reads as a ctypes array (``bytes(info.tag)``)."""
+    return cast("ctypes.Array[ctypes.c_uint8]", _Decl(U8 * n, c_member))
+
+
+def pad(n: int) -> ctypes.Array[ctypes.c_uint8]:
+    """``n`` bytes with no C member to compare with (padding, room the kernel fills)."""
+    return cast("ctypes.Array[ctypes.c_uint8]", _Decl(U8 * n, None))
+
+
+#: Every layout by class name, in declaration order.
+LAYOUTS: dict[str, type[Layout]] = {}
+
+
+class _LayoutType(_StructType):
+    """The layouts' metaclass: gives every layout empty ``__slots__`` (no instance
+    ``__dict__``, so a misspelt attribute cannot be set), and builds ``_fields_`` from a new
+    layout's declarations.  That has to be done after the class exists: ctypes takes
+    ``_fields_`` only then (in ``__init_subclass__`` it raises "ctypes state is not
+    initialized")."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any],
+                **kwargs: Any) -> _LayoutType:
+        return super().__new__(mcs, name, bases, {"__slots__": (), **ns}, **kwargs)
+
+    def __init__(cls, name: str, bases: tuple[type, ...], ns: dict[str, Any],
+                 **kwargs: Any) -> None:
+        super().__init__(name, bases, ns, **kwargs)
+        decls = {k: v for k, v in ns.items() if isinstance(v, _Decl)}
+        if not decls:  # Layout itself
+            return
+        annotated = set(inspect.get_annotations(cls))
+        if annotated != decls.keys():
+            raise TypeError(f"layout {name}: every field needs both an annotation and a"
+                            f" declaration; unpaired: {sorted(annotated ^ decls.keys())}")
+        fields = tuple(Field(k, d.ctype, k if d.c_member == _OWN else d.c_member)
+                       for k, d in decls.items())
+        cls.fields = fields
+        cls.c_members = {f.name: f.c_member for f in fields if f.c_member is not None}
+        cls.field_names = frozenset(decls)
+        cls._fields_ = [(f.name, f.ctype) for f in fields]
+        LAYOUTS[name] = cast("type[Layout]", cls)
+
+
+_struct_init = ctypes.Structure.__init__
+
+
+def _unknown(layout: type[Layout], names: Iterable[str]) -> str:
+    return (f"{layout.__name__} ({layout.c_type}) has no field"
+            f" {', '.join(repr(n) for n in sorted(names))}; its fields are"
+            f" {', '.join(f.name for f in layout.fields)}")
+
+
+@dataclass_transform(kw_only_default=True)
+class Layout(ctypes.Structure, metaclass=_LayoutType):
+    """Base of every layout.  A layout is declared as
+    ``class Name(Layout, c_type="union bpf_attr")`` (the C type it mirrors) with one
+    annotated field per line, in the C order (``link_fd: int = u32("link_update.link_fd")``).
+    It is built with keywords only; the fields it is not given are zero, as the kernel
+    wants unused attr bytes."""
 
     c_type: ClassVar[str]
     c_members: ClassVar[dict[str, str]]
+    fields: ClassVar[tuple[Field, ...]]
+    field_names: ClassVar[frozenset[str]]
+
+    if TYPE_CHECKING:
+        # No fallback for other names: without these, ctypes' stubs would give any
+        # attribute of a Structure the type Any, and a misspelt field would pass.  (At run
+        # time the empty __slots__ refuse it.)
+        __getattr__: ClassVar[None]  # type: ignore[assignment, misc]
+        __setattr__: ClassVar[None]  # type: ignore[assignment, misc]
+
+    def __init_subclass__(cls, *, c_type: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.c_type = c_type
+
+    def __init__(self, **fields: Any) -> None:
+        try:
+            _struct_init(self, **fields)
+        except AttributeError:  # a name without a field: the slots refuse it
+            raise TypeError(_unknown(type(self), fields.keys() - self.field_names)) from None
 
 
-def _make(name: str) -> type[Layout]:
-    c_type, fields = LAYOUTS[name]
-    return type(name, (Layout,), {
-        "_fields_": [(f, t) for f, t, _ in fields],
-        "c_type": c_type,
-        "c_members": {f: m for f, _, m in fields if m is not None},
-    })
+def _member(layout: type[Layout], field: str) -> Any:
+    """The ctypes descriptor of ``layout.field`` (offset, size)."""
+    if field not in layout.field_names:
+        raise TypeError(_unknown(layout, [field]))
+    return getattr(layout, field)
 
 
-# Named classes so that type checkers and readers can refer to them.
-MapCreateAttr = _make("MapCreateAttr")
-MapElemAttr = _make("MapElemAttr")
-ProgLoadAttr = _make("ProgLoadAttr")
-ObjAttr = _make("ObjAttr")
-ProgAttachAttr = _make("ProgAttachAttr")
-QueryAttr = _make("QueryAttr")
-GetIdAttr = _make("GetIdAttr")
-InfoAttr = _make("InfoAttr")
-LinkCreateAttr = _make("LinkCreateAttr")
-LinkUpdateAttr = _make("LinkUpdateAttr")
-LinkDetachAttr = _make("LinkDetachAttr")
-LinkInfo = _make("LinkInfo")
-ProgInfo = _make("ProgInfo")
-MapInfo = _make("MapInfo")
+def offset_of(layout: type[Layout], field: str) -> int:
+    """``offsetof``: where ``field`` of ``layout`` starts."""
+    return int(_member(layout, field).offset)
+
+
+def size_of(layout: type[Layout], field: str) -> int:
+    """The size of ``field`` of ``layout``."""
+    return int(_member(layout, field).size)
+
+
+def end_of(layout: type[Layout], field: str) -> int:
+    """``offsetofend``: where ``field`` of ``layout`` ends (its offset plus its size); the
+    end of a command's last field is where its attr's zero tail starts (§1.4)."""
+    return offset_of(layout, field) + size_of(layout, field)
+
+
+_ATTR = "union bpf_attr"
+
+
+class MapCreateAttr(Layout, c_type=_ATTR):
+    map_type: int = u32()
+    key_size: int = u32()
+    value_size: int = u32()
+    max_entries: int = u32()
+    map_flags: int = u32()
+    inner_map_fd: int = u32()
+    numa_node: int = u32()
+    map_name: bytes = chars(BPF_OBJ_NAME_LEN)
+
+
+class MapElemAttr(Layout, c_type=_ATTR):
+    map_fd: int = u32()
+    key: int = u64()
+    value: int = u64()  # also next_key (MAP_GET_NEXT_KEY)
+    flags: int = u64()
+
+
+class ProgLoadAttr(Layout, c_type=_ATTR):
+    prog_type: int = u32()
+    insn_cnt: int = u32()
+    insns: int = u64()
+    license: int = u64()
+    log_level: int = u32()
+    log_size: int = u32()
+    log_buf: int = u64()
+    kern_version: int = u32()
+    prog_flags: int = u32()
+    prog_name: bytes = chars(BPF_OBJ_NAME_LEN)
+    prog_ifindex: int = u32()
+    expected_attach_type: int = u32()
+    prog_btf_fd: int = u32()
+    func_info_rec_size: int = u32()
+    func_info: int = u64()
+    func_info_cnt: int = u32()
+    line_info_rec_size: int = u32()
+    line_info: int = u64()
+    line_info_cnt: int = u32()
+    attach_btf_id: int = u32()
+    attach_prog_fd: int = u32()
+
+
+class ObjAttr(Layout, c_type=_ATTR):
+    pathname: int = u64()
+    bpf_fd: int = u32()
+    file_flags: int = u32()
+    path_fd: int = s32()
+
+
+class ProgAttachAttr(Layout, c_type=_ATTR):
+    target_fd: int = u32()
+    attach_bpf_fd: int = u32()
+    attach_type: int = u32()
+    attach_flags: int = u32()
+    replace_bpf_fd: int = u32()
+    relative_fd: int = u32()
+    expected_revision: int = u64()
+
+
+class QueryAttr(Layout, c_type=_ATTR):
+    target_fd: int = u32("query.target_fd")
+    attach_type: int = u32("query.attach_type")
+    query_flags: int = u32("query.query_flags")
+    attach_flags: int = u32("query.attach_flags")
+    prog_ids: int = u64("query.prog_ids")
+    prog_cnt: int = u32("query.prog_cnt")
+    prog_attach_flags: int = u64("query.prog_attach_flags")
+    link_ids: int = u64("query.link_ids")
+    link_attach_flags: int = u64("query.link_attach_flags")
+    revision: int = u64("query.revision")
+
+
+class GetIdAttr(Layout, c_type=_ATTR):
+    start_id: int = u32()
+    next_id: int = u32()
+    open_flags: int = u32()
+
+
+class InfoAttr(Layout, c_type=_ATTR):
+    bpf_fd: int = u32("info.bpf_fd")
+    info_len: int = u32("info.info_len")
+    info: int = u64("info.info")
+
+
+class LinkCreateAttr(Layout, c_type=_ATTR):
+    prog_fd: int = u32("link_create.prog_fd")
+    target_fd: int = u32("link_create.target_fd")
+    attach_type: int = u32("link_create.attach_type")
+    flags: int = u32("link_create.flags")
+    relative_fd: int = u32("link_create.cgroup.relative_fd")
+    expected_revision: int = u64("link_create.cgroup.expected_revision")
+
+
+class LinkUpdateAttr(Layout, c_type=_ATTR):
+    link_fd: int = u32("link_update.link_fd")
+    new_prog_fd: int = u32("link_update.new_prog_fd")
+    flags: int = u32("link_update.flags")
+    old_prog_fd: int = u32("link_update.old_prog_fd")
+
+
+class LinkDetachAttr(Layout, c_type=_ATTR):
+    link_fd: int = u32("link_detach.link_fd")
+
+
+class LinkInfo(Layout, c_type="struct bpf_link_info"):
+    type: int = u32()
+    id: int = u32()
+    prog_id: int = u32()
+    cgroup_id: int = u64("cgroup.cgroup_id")
+    attach_type: int = u32("cgroup.attach_type")
+    _reserved: ctypes.Array[ctypes.c_uint8] = pad(36)  # to the 64 bytes 6.18 writes
+
+
+class ProgInfo(Layout, c_type="struct bpf_prog_info"):
+    type: int = u32()
+    id: int = u32()
+    tag: ctypes.Array[ctypes.c_uint8] = u8s(BPF_TAG_SIZE)
+    jited_prog_len: int = u32()
+    xlated_prog_len: int = u32()
+    jited_prog_insns: int = u64()
+    xlated_prog_insns: int = u64()
+    load_time: int = u64()
+    created_by_uid: int = u32()
+    nr_map_ids: int = u32()
+    map_ids: int = u64()
+    name: bytes = chars(BPF_OBJ_NAME_LEN)
+
+
+class MapInfo(Layout, c_type="struct bpf_map_info"):
+    type: int = u32()
+    id: int = u32()
+    key_size: int = u32()
+    value_size: int = u32()
+    max_entries: int = u32()
+    map_flags: int = u32()
+    name: bytes = chars(BPF_OBJ_NAME_LEN)
+
 
 #: Sizes measured on 6.18 for structs that outgrew the 6.1 headers (§1.4).
 MEASURED_SIZES = {"struct bpf_link_info": 64, "struct bpf_prog_info": 232, "union bpf_attr": 168}

@@ -15,13 +15,14 @@ import ctypes
 import errno
 import os
 import struct
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import uapi
 
 USER_MIN = 0x10000  # vm.mmap_min_addr
 USER_MAX = 0x7FFF_FFFF_F000  # TASK_SIZE_MAX on x86_64
 PAGE = 4096
+L = TypeVar("L", bound=uapi.Layout)
 
 
 def fail(err: int) -> OSError:
@@ -112,13 +113,12 @@ class Attr:
         if any(self.raw[end:]):
             raise fail(errno.EINVAL)
 
-    def view(self, layout: type[uapi.Layout]) -> Any:
+    def view(self, layout: type[L]) -> L:
         """The attr decoded with one of the ``uapi`` layouts (a copy)."""
         return layout.from_buffer_copy(self.raw[: ctypes.sizeof(layout)])
 
     def put(self, layout: type[uapi.Layout], field: str, value: int) -> None:
         """Write one output field back into the caller's attr (``put_user``)."""
-        desc = getattr(layout, field)
-        if desc.offset + desc.size <= self.writable:
-            fmt = {4: "<I", 8: "<Q"}[desc.size]
-            write(self.addr + desc.offset, struct.pack(fmt, value))
+        offset, size = uapi.offset_of(layout, field), uapi.size_of(layout, field)
+        if offset + size <= self.writable:
+            write(self.addr + offset, struct.pack({4: "<I", 8: "<Q"}[size], value))
