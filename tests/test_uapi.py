@@ -1,5 +1,6 @@
-"""The ABI table (cgbpf.uapi) against the system's <linux/bpf.h>, compiled with gcc;
-field names checked by mypy and at run time.
+"""The ABI (cgbpf.uapi) against the system's <linux/bpf.h> (and <linux/magic.h>,
+<linux/capability.h>, <fcntl.h> for the facts around it), compiled with gcc; field names
+checked by mypy and at run time.
 
 Debian's header is older than the kernel: items it lacks are checked against the
 offsets measured on 6.18 (KERNEL-SEMANTICS.md §1.4) instead, and every item must be
@@ -28,8 +29,11 @@ MEASURED_OFFSETS = {
 }
 #: Constants newer than the header, with their 6.18 values (§1.2, §2.1).
 MEASURED_CONSTANTS = {"BPF_F_BEFORE": 8, "BPF_F_AFTER": 16, "BPF_F_ID": 32,
-                      "BPF_F_PREORDER": 64, "BPF_F_LINK": 8192, "BPF_F_PATH_FD": 1 << 14}
-HEADERS = ("stdio.h", "stddef.h", "linux/bpf.h")
+                      "BPF_F_PREORDER": 64, "BPF_F_LINK": 8192, "BPF_F_PATH_FD": 1 << 14,
+                      "BPF_F_XDP_DEV_BOUND_ONLY": 64, "BPF_F_TEST_REG_INVARIANTS": 128,
+                      "BPF_F_TOKEN_FD": 1 << 16}
+HEADERS = ("stdio.h", "stddef.h", "fcntl.h", "linux/version.h", "linux/bpf.h",
+           "linux/magic.h", "linux/capability.h")
 
 
 def constants() -> dict[str, int]:
@@ -40,8 +44,16 @@ def constants() -> dict[str, int]:
     out |= {f"BPF_{t.name}": int(t) for t in uapi.AttachType}
     out |= {f"BPF_LINK_TYPE_{t.name}": int(t) for t in uapi.LinkType}
     flags = {"ALLOW_OVERRIDE", "ALLOW_MULTI", "REPLACE", "BEFORE", "AFTER", "ID", "PREORDER",
-             "LINK", "QUERY_EFFECTIVE", "RDONLY", "WRONLY", "PATH_FD"}
+             "LINK", "QUERY_EFFECTIVE", "RDONLY", "WRONLY", "PATH_FD", "STRICT_ALIGNMENT",
+             "ANY_ALIGNMENT", "TEST_RND_HI32", "TEST_STATE_FREQ", "SLEEPABLE",
+             "XDP_HAS_FRAGS", "XDP_DEV_BOUND_ONLY", "TEST_REG_INVARIANTS", "TOKEN_FD", "LOCK"}
     out |= {f"BPF_F_{f}": getattr(uapi, f"F_{f}") for f in flags}
+    out |= {f"BPF_{f}": getattr(uapi, f) for f in ("ANY", "NOEXIST", "EXIST")}
+    out |= {"CGROUP2_SUPER_MAGIC": uapi.CGROUP2_MAGIC, "CGROUP_SUPER_MAGIC": uapi.CGROUP1_MAGIC,
+            "BPF_FS_MAGIC": uapi.BPF_FS_MAGIC, "TMPFS_MAGIC": uapi.TMPFS_MAGIC,
+            "ANON_INODE_FS_MAGIC": uapi.ANON_INODE_FS_MAGIC}
+    out |= dict(uapi.CAPABILITIES)
+    out |= {"_LINUX_CAPABILITY_VERSION_3": uapi.CAPABILITY_VERSION_3, "AT_FDCWD": uapi.AT_FDCWD}
     return out
 
 
@@ -142,6 +154,37 @@ def test_cgroup_attach_table() -> None:
     sock_addr = [t for t, p in uapi.CGROUP_PROG_TYPE.items()
                  if p is uapi.ProgType.CGROUP_SOCK_ADDR]
     assert len(sock_addr) == 17
+
+
+def test_numbers_past_the_layouts(tmp_path: Path) -> None:
+    """The sizes and offsets uapi keeps beside the layouts: the header's where it is new
+    enough to have them, 6.18's (§1.4) where it is older."""
+    need_gcc()
+    items = [("version", "LINUX_VERSION_CODE", ""),
+             ("token", "offsetof(union bpf_attr, prog_token_fd)", ""),
+             ("link_create", "sizeof(((union bpf_attr *)0)->link_create)", ""),
+             ("link_info", "sizeof(struct bpf_link_info)", "")]
+    got, missing = compile_and_run(items, tmp_path)
+    version = int(got["version"]) >> 8  # (major << 8) + minor
+
+    def since(major: int, minor: int) -> bool:
+        return version >= (major << 8) + minor
+
+    assert ("token" in missing) == (not since(6, 9))
+    if not since(6, 9):
+        assert uapi.PROG_TOKEN_FD_OFFSET == 144
+    else:
+        assert int(got["token"]) == uapi.PROG_TOKEN_FD_OFFSET
+    assert int(got["link_info"]) == (ctypes.sizeof(uapi.LinkInfo) if since(6, 6)
+                                     else uapi.LINK_INFO_SIZE_BEFORE_6_6)
+    assert ctypes.sizeof(uapi.LinkInfo) == 64 and uapi.LINK_INFO_SIZE_BEFORE_6_6 == 48
+    link_create = int(got["link_create"])  # 6.1: 48; 6.18: 64
+    assert uapi.end_of(uapi.LinkCreateAttr, "expected_revision") <= link_create
+    assert uapi.LINK_CREATE_SIZE == 64
+    if since(6, 18) and not since(6, 19):
+        assert link_create == uapi.LINK_CREATE_SIZE
+    elif not since(6, 18):
+        assert link_create <= uapi.LINK_CREATE_SIZE
 
 
 # --- the layouts as declared -------------------------------------------------------------

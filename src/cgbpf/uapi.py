@@ -1,5 +1,6 @@
-"""The bpf(2) ABI, defined once: commands, types, flags and the ctypes layouts of the
-``union bpf_attr`` variants and info structs that cgbpf uses.
+"""The bpf(2) ABI, defined once: commands, types, flags, the ctypes layouts of the
+``union bpf_attr`` variants and info structs that cgbpf uses, and the few other Linux
+facts around them (file system magics, capability numbers).
 
 Each layout is a class declared field by field (see :class:`Layout`) that also names each
 field's C member, so a test can compare offsets and sizes with the system's
@@ -160,9 +161,40 @@ F_QUERY_EFFECTIVE = 1 << 0
 F_RDONLY = 1 << 3
 F_WRONLY = 1 << 4
 F_PATH_FD = 1 << 14
+# PROG_LOAD ``prog_flags`` (6.18; every other bit is EINVAL).
+F_STRICT_ALIGNMENT = 1 << 0
+F_ANY_ALIGNMENT = 1 << 1
+F_TEST_RND_HI32 = 1 << 2
+F_TEST_STATE_FREQ = 1 << 3
+F_SLEEPABLE = 1 << 4
+F_XDP_HAS_FRAGS = 1 << 5
+F_XDP_DEV_BOUND_ONLY = 1 << 6
+F_TEST_REG_INVARIANTS = 1 << 7
+F_TOKEN_FD = 1 << 16
+# MAP_UPDATE_ELEM / MAP_LOOKUP_ELEM ``flags``.
+ANY, NOEXIST, EXIST = 0, 1, 2
+F_LOCK = 1 << 2
 
-# Prog load flags / log levels.
+# PROG_LOAD log levels (include/linux/bpf_verifier.h: not in the uapi header).
 LOG_LEVEL_1 = 1
+LOG_LEVEL_2 = 2
+LOG_STATS = 4
+LOG_FIXED = 8  # a log too small keeps its head, not its tail
+LOG_MASK = LOG_LEVEL_1 | LOG_LEVEL_2 | LOG_STATS | LOG_FIXED
+
+# Around bpf(2).
+#: ``statfs`` magic numbers (<linux/magic.h>): what a path or an fd is on.
+CGROUP2_MAGIC = 0x63677270  # CGROUP2_SUPER_MAGIC
+CGROUP1_MAGIC = 0x27E0EB  # CGROUP_SUPER_MAGIC
+BPF_FS_MAGIC = 0xCAFE4A11
+TMPFS_MAGIC = 0x01021994
+ANON_INODE_FS_MAGIC = 0x09041934  # the fd of a program, map or link
+#: Linux capability numbers cgbpf reports on (<linux/capability.h>).
+CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_BPF": 39}
+#: capset(2)/capget(2) header version 3 (``_LINUX_CAPABILITY_VERSION_3``: 64-bit sets).
+CAPABILITY_VERSION_3 = 0x20080522
+#: ``AT_FDCWD``: the ``path_fd`` that means "relative to the current directory".
+AT_FDCWD = -100
 
 _SOCK_ADDR = ProgType.CGROUP_SOCK_ADDR
 _SOCK = ProgType.CGROUP_SOCK
@@ -500,3 +532,11 @@ class MapInfo(Layout, c_type="struct bpf_map_info"):
 
 #: Sizes measured on 6.18 for structs that outgrew the 6.1 headers (§1.4).
 MEASURED_SIZES = {"struct bpf_link_info": 64, "struct bpf_prog_info": 232, "union bpf_attr": 168}
+#: ``sizeof(struct bpf_link_info)`` before 6.6; since 6.6 it is ``sizeof(LinkInfo)``, 64.
+LINK_INFO_SIZE_BEFORE_6_6 = 48
+#: ``sizeof(attr.link_create)`` on 6.18 (§1.4): LINK_CREATE's zero tail starts there from
+#: 5.9 on (before, after ``flags``).  :class:`LinkCreateAttr` declares its cgroup part only.
+LINK_CREATE_SIZE = 64
+#: ``offsetof(union bpf_attr, prog_token_fd)`` (6.9): past :class:`ProgLoadAttr`'s fields,
+#: read only with ``F_TOKEN_FD``.
+PROG_TOKEN_FD_OFFSET = 144

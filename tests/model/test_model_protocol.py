@@ -10,7 +10,6 @@ from model_abi import ROOT, cgroup, err, link_create, pin, prog_for
 
 from cgbpf import uapi
 from cgbpf.kernel import Kernel
-from cgbpf.kernel.protocol import BPF_FS_MAGIC, CGROUP2_MAGIC
 from cgbpf.model import ModelKernel
 
 EG = uapi.AttachType.CGROUP_INET_EGRESS
@@ -23,9 +22,9 @@ def test_is_a_kernel(k: ModelKernel) -> None:
 
 def test_fs_magic_and_cgroup_ids(k: ModelKernel) -> None:
     k.mkdir(f"{ROOT}/a")
-    assert k.fs_magic(f"{ROOT}/a") == k.fs_magic(ROOT) == CGROUP2_MAGIC
-    assert k.fs_magic("/sys/fs/bpf") == BPF_FS_MAGIC
-    assert k.fs_magic("/tmp") == 0x01021994
+    assert k.fs_magic(f"{ROOT}/a") == k.fs_magic(ROOT) == uapi.CGROUP2_MAGIC
+    assert k.fs_magic("/sys/fs/bpf") == uapi.BPF_FS_MAGIC
+    assert k.fs_magic("/tmp") == uapi.TMPFS_MAGIC
     ids = {k.cgroup_id(ROOT), k.cgroup_id(f"{ROOT}/a")}
     k.rmdir(f"{ROOT}/a")
     k.mkdir(f"{ROOT}/a")

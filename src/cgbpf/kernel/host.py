@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .. import uapi
-from .protocol import CAPABILITIES
+from ..uapi import CAPABILITIES
 
 if TYPE_CHECKING:
     from .protocol import Kernel
@@ -49,7 +49,7 @@ def _keep_only(caps: Iterable[str]) -> None:
     data = (_CapData * 2)()
     for i in (0, 1):
         data[i].effective = data[i].permitted = (mask >> (32 * i)) & 0xFFFFFFFF
-    if _libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data) != 0:  # version 3
+    if _libc.capset(ctypes.byref(_CapHeader(uapi.CAPABILITY_VERSION_3, 0)), data) != 0:
         raise OSError(ctypes.get_errno(), "capset")
 
 

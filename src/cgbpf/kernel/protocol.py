@@ -13,13 +13,12 @@ import ctypes
 from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
-#: ``statfs`` magic numbers used to explain a rejected path.
-CGROUP2_MAGIC = 0x63677270
-CGROUP1_MAGIC = 0x27E0EB
-BPF_FS_MAGIC = 0xCAFE4A11
-
-#: Linux capability numbers cgbpf reports on.
-CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_BPF": 39}
+# The ``statfs`` magic numbers and capability numbers are defined in uapi; these names
+# stay here for the code that imports them from the seam.
+from ..uapi import BPF_FS_MAGIC as BPF_FS_MAGIC
+from ..uapi import CAPABILITIES as CAPABILITIES
+from ..uapi import CGROUP1_MAGIC as CGROUP1_MAGIC
+from ..uapi import CGROUP2_MAGIC as CGROUP2_MAGIC
 
 
 @runtime_checkable

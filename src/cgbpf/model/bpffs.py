@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import errno
 
+from .. import uapi
 from .memory import fail
 from .objects import Obj
 from .vfs import Cred, Dir, Filesystem, Node, Vfs
-
-BPF_FS_MAGIC = 0xCAFE4A11
 
 
 class BpfDir(Dir):
@@ -34,7 +33,7 @@ class Pin(Node):
 
 def new_mount() -> BpfDir:
     """A fresh bpffs; its root is mode 0777 like ``mount -t bpf``."""
-    return BpfDir(Filesystem(BPF_FS_MAGIC), 0o777, 0, None)
+    return BpfDir(Filesystem(uapi.BPF_FS_MAGIC), 0o777, 0, None)
 
 
 def pin(vfs: Vfs, obj: Obj, path: str, base: Dir | None, cred: Cred) -> None:

@@ -22,7 +22,6 @@ from .memory import fail
 from .objects import Defer, Link, Prog
 from .vfs import Dir, Filesystem, Node
 
-CGROUP2_MAGIC = 0x63677270
 #: The control files every cgroup directory shows (enough to exercise "a cgroup2 file").
 CONTROL_FILES = ("cgroup.procs", "cgroup.controllers", "cgroup.subtree_control")
 
@@ -48,7 +47,7 @@ class Hook:
     """``list[C,T]``, ``mode[C,T]``, ``revision[C,T]`` and ``effective[C,T]`` (§3)."""
 
     entries: list[Entry] = field(default_factory=list)
-    mode: int = 0
+    mode: int = uapi.AttachMode.EXCLUSIVE
     revision: int = 1
     effective: list[Prog] = field(default_factory=list)
 
@@ -174,7 +173,7 @@ class Cgroup(Dir):
         hook = self.hook(attach_type)
         hook.revision += 1
         if not hook.entries:
-            hook.mode = 0
+            hook.mode = uapi.AttachMode.EXCLUSIVE
         for c in self.subtree():
             c.hook(attach_type).effective = c.compute_effective(attach_type)
 

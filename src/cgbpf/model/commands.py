@@ -29,26 +29,21 @@ MAP_BYTES_MAX = 1 << 32  # the model's limit on max_entries x element size (E2BI
 HASH_KEY_MAX = 512  # MAX_BPF_STACK
 INSNS_MAX = 1_000_000  # BPF_COMPLEXITY_LIMIT_INSNS
 LICENSE_MAX = 127
-LOG_LEVEL_MASK = 15
-PROG_INFO_SIZE = 232  # §1.4
-MAP_INFO_SIZE = 88  # [S] struct bpf_map_info up to map_extra
+PROG_INFO_SIZE = uapi.MEASURED_SIZES["struct bpf_prog_info"]  # §1.4
+MAP_INFO_SIZE = 88  # [S] struct bpf_map_info up to map_extra (the model's choice)
 NET_ADMIN_TYPES = {uapi.ProgType.SCHED_CLS, uapi.ProgType.XDP, uapi.ProgType.SOCK_OPS,
                    uapi.ProgType.CGROUP_DEVICE, uapi.ProgType.CGROUP_SOCK,
                    uapi.ProgType.CGROUP_SOCK_ADDR, uapi.ProgType.CGROUP_SOCKOPT,
                    uapi.ProgType.CGROUP_SYSCTL}
 #: PROG_LOAD ``prog_flags`` (6.18 uapi): every other bit is EINVAL.
-F_STRICT_ALIGNMENT, F_ANY_ALIGNMENT, F_TEST_RND_HI32, F_TEST_STATE_FREQ = 1, 2, 4, 8
-F_SLEEPABLE, F_XDP_HAS_FRAGS, F_XDP_DEV_BOUND_ONLY, F_TEST_REG_INVARIANTS = 16, 32, 64, 128
-F_TOKEN_FD = 1 << 16
-PROG_FLAGS = (F_STRICT_ALIGNMENT | F_ANY_ALIGNMENT | F_TEST_RND_HI32 | F_TEST_STATE_FREQ
-              | F_SLEEPABLE | F_XDP_HAS_FRAGS | F_XDP_DEV_BOUND_ONLY | F_TEST_REG_INVARIANTS
-              | F_TOKEN_FD)
+PROG_FLAGS = (uapi.F_STRICT_ALIGNMENT | uapi.F_ANY_ALIGNMENT | uapi.F_TEST_RND_HI32
+              | uapi.F_TEST_STATE_FREQ | uapi.F_SLEEPABLE | uapi.F_XDP_HAS_FRAGS
+              | uapi.F_XDP_DEV_BOUND_ONLY | uapi.F_TEST_REG_INVARIANTS | uapi.F_TOKEN_FD)
 #: Of the model's program types, those the verifier lets be sleepable (measured: KPROBE,
 #: for uprobes; LSM is refused earlier on the reference machine).
 SLEEPABLE_TYPES = {uapi.ProgType.KPROBE, uapi.ProgType.LSM}
 SLEEPABLE_LOG = ("Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops programs can "
                  "be sleepable")
-PROG_TOKEN_FD_OFFSET = 144  # union bpf_attr: prog_token_fd (6.9)
 #: PROG_LOAD fields the model does not implement: they must be zero (EINVAL).
 UNSUPPORTED_LOAD_FIELDS = ("prog_ifindex", "prog_btf_fd", "func_info_rec_size",
                            "func_info", "func_info_cnt", "line_info_rec_size", "line_info",
@@ -66,7 +61,7 @@ def bpf(proc: Process, cmd: int, attr_obj: Any, size: int | None) -> int:
 
 def _name(attr: Attr, layout: type[uapi.Layout], field: str) -> bytes:
     """``bpf_obj_name_cpy``: alphanumerics, '_' and '.', NUL-terminated in 16 bytes."""
-    off = getattr(layout, field).offset
+    off = uapi.offset_of(layout, field)
     raw = attr.raw[off : off + uapi.BPF_OBJ_NAME_LEN]
     name = raw.split(b"\0", 1)[0]
     if len(name) == len(raw) or not all(chr(c).isalnum() or c in b"_." for c in name):
@@ -133,7 +128,7 @@ def map_update(proc: Process, attr: Attr) -> int:
     attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_UPDATE_ELEM))
     a = attr.view(uapi.MapElemAttr)
     m = _map(proc, a.map_fd, W)
-    if a.flags & 4:  # BPF_F_LOCK without a spin lock
+    if a.flags & uapi.F_LOCK:  # without a spin lock
         raise fail(errno.EINVAL)
     key = memory.read(a.key, m.key_size)
     m.update(key, memory.read(a.value, m.value_size), a.flags)
@@ -180,8 +175,8 @@ def load_flags(proc: Process, attr: Attr, flags: int) -> None:
     """
     if flags & ~PROG_FLAGS:
         raise fail(errno.EINVAL)
-    if flags & F_TOKEN_FD:
-        (token_fd,) = struct.unpack_from("<i", attr.raw, PROG_TOKEN_FD_OFFSET)
+    if flags & uapi.F_TOKEN_FD:
+        (token_fd,) = struct.unpack_from("<i", attr.raw, uapi.PROG_TOKEN_FD_OFFSET)
         proc.file(token_fd)
         raise fail(errno.EINVAL)
 
@@ -211,7 +206,7 @@ def prog_load(proc: Process, attr: Attr) -> int:
         raise fail(errno.EINVAL)
     name = _name(attr, uapi.ProgLoadAttr, "prog_name")
     if (bool(a.log_buf) != bool(a.log_size) or (a.log_buf and not a.log_level)
-            or a.log_level & ~LOG_LEVEL_MASK or a.log_size > 0xFFFFFFFF >> 2):
+            or a.log_level & ~uapi.LOG_MASK or a.log_size > 0xFFFFFFFF >> 2):
         raise fail(errno.EINVAL)
     insns = verifier.decode(code)
     maps: dict[int, Map | None] = {
@@ -220,7 +215,7 @@ def prog_load(proc: Process, attr: Attr) -> int:
     try:
         used = verifier.check(insns, maps)
         # check_attach_btf_id: after the structural checks, before the walk (measured)
-        if a.prog_flags & F_SLEEPABLE and ptype not in SLEEPABLE_TYPES:
+        if a.prog_flags & uapi.F_SLEEPABLE and ptype not in SLEEPABLE_TYPES:
             raise verifier.Rejected(errno.EINVAL, SLEEPABLE_LOG)
         enforce = verifier.check_return(ptype, eat, insns)
     except verifier.Rejected as e:
@@ -242,7 +237,7 @@ def _log(a: Any, text: str) -> None:
     data = text.encode()
     fits = len(data) < a.log_size
     if not fits:
-        fixed = a.log_level & 8  # BPF_LOG_FIXED keeps the head
+        fixed = a.log_level & uapi.LOG_FIXED  # keeps the head
         data = data[: a.log_size - 1] if fixed else data[len(data) - a.log_size + 1 :]
     memory.write(a.log_buf, data + b"\0")
     if not fits:
@@ -267,7 +262,7 @@ def _obj_args(proc: Process, attr: Attr, cmd: Cmd, allowed: int) -> tuple[Any, b
 
 def _base(proc: Process, path: str, use_path_fd: bool, path_fd: int) -> Dir | None:
     """The directory a relative path starts from (``AT_FDCWD``: the model's cwd is /)."""
-    if not use_path_fd or path.startswith("/") or path_fd == -100:
+    if not use_path_fd or path.startswith("/") or path_fd == uapi.AT_FDCWD:
         return None
     return proc.dir(path_fd)
 
@@ -342,15 +337,17 @@ def get_fd_by_id(cmd: Cmd) -> Handler:
 
 
 def get_info(proc: Process, attr: Attr) -> int:
-    attr.check_tail(proc.machine.profile.attr_end(Cmd.OBJ_GET_INFO_BY_FD))
+    profile = proc.machine.profile
+    attr.check_tail(profile.attr_end(Cmd.OBJ_GET_INFO_BY_FD))
     a = attr.view(uapi.InfoAttr)
     file = proc.fds.get(a.bpf_fd)
     if file is None:
         raise fail(errno.EBADFD)
     obj = file.obj if isinstance(file, ObjFile) else None
     layout: type[uapi.Layout]
-    if isinstance(obj, Link) and proc.machine.profile.has("link_ids"):
-        layout, size, kind = uapi.LinkInfo, proc.machine.profile.link_info_size, 3
+    kind: int
+    if isinstance(obj, Link) and profile.has("link_ids"):
+        layout, size, kind = uapi.LinkInfo, profile.link_info_size, uapi.LinkType.CGROUP
     elif isinstance(obj, Prog):
         layout, size, kind = uapi.ProgInfo, PROG_INFO_SIZE, obj.type
     elif isinstance(obj, Map):

@@ -12,7 +12,7 @@ import ctypes
 import errno
 from collections.abc import Callable, Iterable
 
-from ..kernel.protocol import CAPABILITIES
+from .. import uapi
 from . import bpffs, commands
 from .bpffs import BpfDir
 from .cgroupfs import Cgroup
@@ -21,8 +21,6 @@ from .memory import fail
 from .process import DirFile, Process, SocketFile
 from .profiles import Profile
 from .vfs import Cred, Dir, Node, R, W
-
-ANON_INODE_FS_MAGIC = 0x09041934  # fstatfs of a bpf object's fd
 
 
 class ModelKernel:
@@ -46,7 +44,7 @@ class ModelKernel:
     def _spawn(self, caps: Iterable[str] | None, uid: int, umask: int) -> Process:
         m = self._machine
         m.next_pid += 1
-        all_caps = frozenset(CAPABILITIES) if caps is None else frozenset(caps)
+        all_caps = frozenset(uapi.CAPABILITIES) if caps is None else frozenset(caps)
         return Process(m, m.next_pid, all_caps, Cred(uid, umask))
 
     def __repr__(self) -> str:
@@ -169,7 +167,7 @@ class ModelKernel:
     def fs_magic(self, target: str | int) -> int:
         self._enter()
         node = self._node(target)
-        return node.fs.magic if node is not None else ANON_INODE_FS_MAGIC
+        return node.fs.magic if node is not None else uapi.ANON_INODE_FS_MAGIC
 
     def fd_kind(self, fd: int) -> str:
         self._enter()

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .. import uapi
 from .bpffs import new_mount
-from .cgroupfs import CGROUP2_MAGIC, Cgroup
+from .cgroupfs import Cgroup
 from .objects import IdSpace, Link, Map, Prog
 from .profiles import Profile
 from .vfs import Filesystem, Vfs
@@ -35,7 +36,7 @@ class Machine:
         self.maps: IdSpace[Map] = IdSpace(id_start)
         self.links: IdSpace[Link] = IdSpace(id_start)
         self.vfs = Vfs()
-        self.cgroup_root = Cgroup(Filesystem(CGROUP2_MAGIC), 0o755, 0, None, self.defer)
+        self.cgroup_root = Cgroup(Filesystem(uapi.CGROUP2_MAGIC), 0o755, 0, None, self.defer)
         self.vfs.mount(self.vfs.root_dir(CGROUP_ROOT), self.cgroup_root)
         self.vfs.mount(self.vfs.root_dir(BPFFS_ROOT), new_mount())
         self.next_pid = 1

@@ -122,17 +122,17 @@ class Map(Obj):
         return self.data[key]
 
     def update(self, key: bytes, value: bytes, flags: int) -> None:
-        """``BPF_ANY`` = 0, ``BPF_NOEXIST`` = 1, ``BPF_EXIST`` = 2 (``BPF_F_LOCK`` unsupported)."""
-        if flags > 2:
+        """``flags``: ``ANY``, ``NOEXIST`` or ``EXIST`` (``F_LOCK`` is refused earlier)."""
+        if flags > uapi.EXIST:
             raise fail(errno.EINVAL)
         if self.is_array:
             if self._index(key) is None:
                 raise fail(errno.E2BIG)
-            if flags == 1:
+            if flags == uapi.NOEXIST:
                 raise fail(errno.EEXIST)
-        elif key in self.data and flags == 1:
+        elif key in self.data and flags == uapi.NOEXIST:
             raise fail(errno.EEXIST)
-        elif key not in self.data and flags == 2:
+        elif key not in self.data and flags == uapi.EXIST:
             raise fail(errno.ENOENT)
         elif key not in self.data and len(self.data) >= self.max_entries:
             raise fail(errno.E2BIG)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .. import uapi
 from ..asm import LD_IMM64
-from ..kernel.protocol import CAPABILITIES
 from .cgroupfs import Cgroup
 from .memory import fail
 from .objects import Link, Map, Obj, Prog
@@ -165,9 +164,10 @@ class Process:
     """A process: credentials, capabilities and an fd table (0-2 are open "other" files)."""
 
     def __init__(self, machine: Machine, pid: int, caps: frozenset[str], cred: Cred) -> None:
-        unknown = caps - CAPABILITIES.keys()
+        unknown = caps - uapi.CAPABILITIES.keys()
         if unknown:
-            raise ValueError(f"unknown capabilities {sorted(unknown)}; known: {list(CAPABILITIES)}")
+            raise ValueError(f"unknown capabilities {sorted(unknown)};"
+                             f" known: {list(uapi.CAPABILITIES)}")
         self.machine, self.pid, self.caps, self.cred = machine, pid, caps, cred
         self.fds: dict[int, File] = {}
         self.exited = False

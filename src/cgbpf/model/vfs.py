@@ -14,9 +14,9 @@ import errno
 import itertools
 from dataclasses import dataclass
 
+from .. import uapi
 from .memory import fail
 
-TMPFS_MAGIC = 0x01021994
 PATH_MAX = 4096
 NAME_MAX = 255
 R, W = 4, 2
@@ -116,7 +116,7 @@ class Vfs:
     """Path lookup over the mount tree."""
 
     def __init__(self) -> None:
-        self.root = Dir(Filesystem(TMPFS_MAGIC), 0o755, 0, None)
+        self.root = Dir(Filesystem(uapi.TMPFS_MAGIC), 0o755, 0, None)
         for path, mode in (("/tmp", 0o1777), ("/sys", 0o555), ("/sys/fs", 0o755)):
             self.root_dir(path).mode = mode
 
