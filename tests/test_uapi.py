@@ -1,6 +1,6 @@
 """The ABI (cgbpf.uapi) against the system's <linux/bpf.h> (and <linux/magic.h>,
 <linux/capability.h>, <fcntl.h> for the facts around it), compiled with gcc; field names
-checked by mypy and at run time.
+checked by mypy and at run time; the model's attr ends taken from the layouts.
 
 Debian's header is older than the kernel: items it lacks are checked against the
 offsets measured on 6.18 (KERNEL-SEMANTICS.md §1.4) instead, and every item must be
@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from cgbpf import uapi
+from cgbpf.model.profiles import NAMES, Profile
+from cgbpf.uapi import Cmd
 
 #: §1.4: offsets of fields newer than Linux 6.1's header, measured on 6.18.
 MEASURED_OFFSETS = {
@@ -279,3 +281,51 @@ def test_mypy_catches_a_misspelt_field(tmp_path: Path) -> None:
     want = {(i, m.group(1)) for i, text in enumerate(MYPY_PROBE.splitlines(), 1)
             if (m := re.search(r"# E: (\S+)", text))}
     assert found == want, run.stdout + run.stderr
+
+
+# --- the model takes its attr ends from the layouts ----------------------------------------
+
+#: docs/kernel.md §1.4, "CHECK_ATTR ends" on 6.18, the numbers the tests measured.
+ATTR_ENDS_6_18 = {
+    Cmd.PROG_ATTACH: 32, Cmd.PROG_DETACH: 32, Cmd.PROG_QUERY: 64, Cmd.LINK_CREATE: 64,
+    Cmd.LINK_UPDATE: 16, Cmd.LINK_DETACH: 4, Cmd.OBJ_PIN: 20, Cmd.OBJ_GET: 20,
+    Cmd.OBJ_GET_INFO_BY_FD: 16, Cmd.PROG_GET_NEXT_ID: 8, Cmd.MAP_GET_NEXT_ID: 8,
+    Cmd.LINK_GET_NEXT_ID: 8, Cmd.PROG_GET_FD_BY_ID: 4, Cmd.LINK_GET_FD_BY_ID: 4,
+    Cmd.MAP_GET_FD_BY_ID: 12, Cmd.MAP_CREATE: 44, Cmd.PROG_LOAD: 116,
+    Cmd.MAP_LOOKUP_ELEM: 32, Cmd.MAP_UPDATE_ELEM: 32, Cmd.MAP_DELETE_ELEM: 16,
+    Cmd.MAP_GET_NEXT_KEY: 24,
+}
+#: The older column: profile -> the commands whose end differs from 6.18's.
+ATTR_ENDS_OLDER = {
+    "5.6": {Cmd.PROG_ATTACH: 20, Cmd.PROG_DETACH: 12, Cmd.PROG_QUERY: 28,
+            Cmd.LINK_CREATE: 16, Cmd.OBJ_PIN: 16, Cmd.OBJ_GET: 16},
+    "5.9": {Cmd.PROG_ATTACH: 20, Cmd.PROG_DETACH: 12, Cmd.PROG_QUERY: 28, Cmd.OBJ_PIN: 16,
+            Cmd.OBJ_GET: 16},
+    "6.1": {Cmd.PROG_ATTACH: 20, Cmd.PROG_DETACH: 12, Cmd.PROG_QUERY: 40, Cmd.OBJ_PIN: 16,
+            Cmd.OBJ_GET: 16},
+    "6.6": {},
+}
+
+
+@pytest.mark.parametrize("profile", ["6.18", *ATTR_ENDS_OLDER])
+def test_model_attr_ends(profile: str) -> None:
+    """Each end the model checks is where the layout's last field ends (LINK_CREATE from
+    5.9: ``sizeof(attr.link_create)``), and those are §1.4's numbers."""
+    p = Profile.of(profile)
+    want = ATTR_ENDS_6_18 | ATTR_ENDS_OLDER.get(profile, {})
+    assert set(want) == set(Cmd)
+    for cmd in Cmd:
+        last = p.last_field(cmd)
+        derived = uapi.LINK_CREATE_SIZE if last is None else uapi.end_of(*last)
+        assert p.attr_end(cmd) == derived == want[cmd], (profile, cmd.name, last)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_profile_ends_attrs_at_a_field(name: str) -> None:
+    p = Profile.of(name)
+    for cmd in Cmd:
+        last = p.last_field(cmd)
+        assert last is not None or cmd == Cmd.LINK_CREATE
+        assert p.attr_end(cmd) == (uapi.LINK_CREATE_SIZE if last is None
+                                   else uapi.end_of(*last))
+    assert p.link_info_size == (64 if p.has("link_info_64") else 48)

@@ -13,6 +13,7 @@ strings::
 
 from __future__ import annotations
 
+import ctypes
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from .. import uapi
 from ..kernel.probe import FEATURES as _FEATURES
 from ..kernel.probe import why
+from ..uapi import Cmd
 
 if TYPE_CHECKING:
     from ..kernel.protocol import Kernel
@@ -150,46 +152,57 @@ class Profile:
         feature = ATTACH_TYPE_FEATURE.get(uapi.AttachType(value))
         return feature is None or self.has(feature)
 
+    def last_field(self, cmd: int) -> tuple[type[uapi.Layout], str] | None:
+        """The last attr field of ``cmd`` on this kernel, as (layout, field); None for
+        LINK_CREATE from 5.9 on, whose attr ends at ``uapi.LINK_CREATE_SIZE``."""
+        if cmd in (Cmd.PROG_ATTACH, Cmd.PROG_DETACH):
+            if self.has("mprog_uapi"):
+                return uapi.ProgAttachAttr, "expected_revision"
+            # Before 6.6 PROG_DETACH's last field is attach_type (measured on Debian 6.1).
+            return uapi.ProgAttachAttr, ("replace_bpf_fd" if cmd == Cmd.PROG_ATTACH
+                                         else "attach_type")
+        if cmd == Cmd.PROG_QUERY:
+            return uapi.QueryAttr, ("revision" if self.has("mprog_uapi") else
+                                    "prog_attach_flags" if self.has("prog_attach_flags_query")
+                                    else "prog_cnt")
+        if cmd == Cmd.LINK_CREATE:
+            return None if self.has("link_create_ext_attr") else (uapi.LinkCreateAttr, "flags")
+        if cmd in (Cmd.OBJ_PIN, Cmd.OBJ_GET):
+            return uapi.ObjAttr, "path_fd" if self.has("obj_path_fd") else "file_flags"
+        return COMMON_LAST_FIELD[cmd]
+
     def attr_end(self, cmd: int) -> int:
         """End of ``cmd``'s last attr field: later bytes must be zero (§1.4 CHECK_ATTR)."""
-        if cmd in (uapi.Cmd.PROG_ATTACH, uapi.Cmd.PROG_DETACH):
-            if self.has("mprog_uapi"):
-                return 32
-            # Before 6.6 PROG_DETACH's last field is attach_type (measured on Debian 6.1).
-            return 20 if cmd == uapi.Cmd.PROG_ATTACH else 12
-        if cmd == uapi.Cmd.PROG_QUERY:
-            if self.has("mprog_uapi"):
-                return 64
-            return 40 if self.has("prog_attach_flags_query") else 28
-        if cmd == uapi.Cmd.LINK_CREATE:
-            return 64 if self.has("link_create_ext_attr") else 16
-        if cmd in (uapi.Cmd.OBJ_PIN, uapi.Cmd.OBJ_GET):
-            return 20 if self.has("obj_path_fd") else 16
-        return COMMON_ATTR_END[cmd]
+        last = self.last_field(cmd)
+        return uapi.LINK_CREATE_SIZE if last is None else uapi.end_of(*last)
 
     @property
     def link_info_size(self) -> int:
         """``sizeof(struct bpf_link_info)`` (§13, §19)."""
-        return 64 if self.has("link_info_64") else 48
+        return (ctypes.sizeof(uapi.LinkInfo) if self.has("link_info_64")
+                else uapi.LINK_INFO_SIZE_BEFORE_6_6)
 
 
-#: Last-field ends of the commands whose attr does not vary across the profiles.  For
-#: MAP_CREATE and PROG_LOAD this is the end of the fields the model implements: any later
-#: field (BTF, offload, tokens, ...) must be zero in the model.
-COMMON_ATTR_END: dict[int, int] = {
-    uapi.Cmd.MAP_CREATE: 44,
-    uapi.Cmd.MAP_LOOKUP_ELEM: 32,
-    uapi.Cmd.MAP_UPDATE_ELEM: 32,
-    uapi.Cmd.MAP_DELETE_ELEM: 16,
-    uapi.Cmd.MAP_GET_NEXT_KEY: 24,
-    uapi.Cmd.PROG_LOAD: 116,
-    uapi.Cmd.PROG_GET_NEXT_ID: 8,
-    uapi.Cmd.MAP_GET_NEXT_ID: 8,
-    uapi.Cmd.LINK_GET_NEXT_ID: 8,
-    uapi.Cmd.PROG_GET_FD_BY_ID: 4,
-    uapi.Cmd.MAP_GET_FD_BY_ID: 12,
-    uapi.Cmd.LINK_GET_FD_BY_ID: 4,
-    uapi.Cmd.OBJ_GET_INFO_BY_FD: 16,
-    uapi.Cmd.LINK_UPDATE: 16,
-    uapi.Cmd.LINK_DETACH: 4,
+#: The last attr field of the commands whose attr does not vary across the profiles.
+#: For MAP_CREATE and PROG_LOAD it is the last field the model implements: any later field
+#: (BTF, offload, tokens, ...) must be zero in the model.
+COMMON_LAST_FIELD: dict[int, tuple[type[uapi.Layout], str]] = {
+    Cmd.MAP_CREATE: (uapi.MapCreateAttr, "map_name"),
+    Cmd.MAP_LOOKUP_ELEM: (uapi.MapElemAttr, "flags"),
+    Cmd.MAP_UPDATE_ELEM: (uapi.MapElemAttr, "flags"),
+    Cmd.MAP_DELETE_ELEM: (uapi.MapElemAttr, "key"),
+    Cmd.MAP_GET_NEXT_KEY: (uapi.MapElemAttr, "value"),  # next_key, in value's place
+    Cmd.PROG_LOAD: (uapi.ProgLoadAttr, "attach_prog_fd"),
+    Cmd.PROG_GET_NEXT_ID: (uapi.GetIdAttr, "next_id"),
+    Cmd.MAP_GET_NEXT_ID: (uapi.GetIdAttr, "next_id"),
+    Cmd.LINK_GET_NEXT_ID: (uapi.GetIdAttr, "next_id"),
+    Cmd.PROG_GET_FD_BY_ID: (uapi.GetIdAttr, "start_id"),  # prog_id
+    Cmd.MAP_GET_FD_BY_ID: (uapi.GetIdAttr, "open_flags"),
+    Cmd.LINK_GET_FD_BY_ID: (uapi.GetIdAttr, "start_id"),  # link_id
+    Cmd.OBJ_GET_INFO_BY_FD: (uapi.InfoAttr, "info"),
+    Cmd.LINK_UPDATE: (uapi.LinkUpdateAttr, "old_prog_fd"),
+    Cmd.LINK_DETACH: (uapi.LinkDetachAttr, "link_fd"),
 }
+#: Their ends (where the zero tail starts).
+COMMON_ATTR_END: dict[int, int] = {
+    cmd: uapi.end_of(*last) for cmd, last in COMMON_LAST_FIELD.items()}
