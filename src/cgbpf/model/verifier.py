@@ -27,7 +27,8 @@ from ..uapi import ProgType as P
 from .objects import Map
 
 MAX_HELPER_ID = 211  # __BPF_FUNC_MAX_ID - 1 on 6.18
-PSEUDO_CALL = 1
+PSEUDO_CALL = 1  # BPF_PSEUDO_CALL (asm has the map pseudo sources, not this one)
+JA, CALL, EXIT = asm.JmpOp.JA, asm.JmpOp.CALL, asm.JmpOp.EXIT
 
 _ALU_OPS = {op.value for op in asm.AluOp}
 _JMP_OPS = {op.value for op in asm.JmpOp}
@@ -67,7 +68,7 @@ def _known_opcode(x: Insn) -> bool:
     if cls in (asm.Class.ALU, asm.Class.ALU64):
         return op in _ALU_OPS
     if cls in (asm.Class.JMP, asm.Class.JMP32):
-        return op in _JMP_OPS and not (cls == asm.Class.JMP32 and op in (0x80, 0x90))
+        return op in _JMP_OPS and not (cls == asm.Class.JMP32 and op in (CALL, EXIT))
     if cls == asm.Class.LD:
         return x.code == asm.LD_IMM64
     if cls in (asm.Class.LDX, asm.Class.ST):
@@ -79,11 +80,11 @@ def _known_opcode(x: Insn) -> bool:
 def _jump_target(i: int, x: Insn) -> int | None:
     """Where a jump or pseudo call at ``i`` goes (None: not a jump)."""
     op = x.code & 0xF0
-    if _cls(x) not in (asm.Class.JMP, asm.Class.JMP32) or op == 0x90:
+    if _cls(x) not in (asm.Class.JMP, asm.Class.JMP32) or op == EXIT:
         return None
-    if op == 0x80:
+    if op == CALL:
         return i + x.imm + 1 if x.src == PSEUDO_CALL else None
-    if _cls(x) == asm.Class.JMP32 and op == 0:  # gotol
+    if _cls(x) == asm.Class.JMP32 and op == JA:  # gotol
         return i + x.imm + 1
     return i + x.off + 1
 
@@ -121,12 +122,12 @@ def check(insns: list[Insn], maps: dict[int, Map | None]) -> list[Map]:
         if target is not None and (not 0 <= target < n or target in second_half):
             raise Rejected(errno.EINVAL, f"jump out of range from insn {i} to {target}")
         is_jmp = _cls(x) in (asm.Class.JMP, asm.Class.JMP32)
-        falls = not (is_jmp and (op == 0x90 or (op == 0 and _cls(x) == asm.Class.JMP)))
+        falls = not (is_jmp and (op == EXIT or (op == JA and _cls(x) == asm.Class.JMP)))
         step = 2 if i + 1 in second_half else 1
         succ[i] = ([i + step] if falls and i + step < n else []) + (
             [target] if target is not None else [])
     last = insns[-1]
-    if last.code not in (asm.Class.JMP | 0x90, asm.Class.JMP | 0x00) or n - 1 in second_half:
+    if last.code not in (asm.Class.JMP | EXIT, asm.Class.JMP | JA) or n - 1 in second_half:
         raise Rejected(errno.EINVAL, "last insn is not an exit or jmp")
     seen, todo = {0}, [0]
     while todo:
@@ -143,14 +144,14 @@ def check(insns: list[Insn], maps: dict[int, Map | None]) -> list[Map]:
             continue
         if not _known_opcode(x):
             raise Rejected(errno.EINVAL, f"unknown opcode {x.code:02x}")
-        pseudo_src = x.code in (asm.LD_IMM64, asm.Class.JMP | 0x80)
+        pseudo_src = x.code in (asm.LD_IMM64, asm.Class.JMP | CALL)
         if x.dst > 10 or (x.src > 10 and not pseudo_src):
             raise Rejected(errno.EINVAL, f"R{max(x.dst, x.src)} is invalid")
         if x.dst == 10 and _cls(x) in (asm.Class.ALU, asm.Class.ALU64, asm.Class.LDX, asm.Class.LD):
             raise Rejected(errno.EINVAL, "frame pointer is read only")
-        if x.code == asm.Class.JMP | 0x80 and x.src == 0 and not 1 <= x.imm <= MAX_HELPER_ID:
+        if x.code == asm.Class.JMP | CALL and x.src == 0 and not 1 <= x.imm <= MAX_HELPER_ID:
             raise Rejected(errno.EINVAL, f"invalid func unknown#{x.imm}")
-        if x.code == asm.Class.JMP | 0x80 and x.src not in (0, PSEUDO_CALL):
+        if x.code == asm.Class.JMP | CALL and x.src not in (0, PSEUDO_CALL):
             raise Rejected(errno.EINVAL, "kernel function calls are not supported by the model")
     return used
 
