@@ -46,8 +46,12 @@ def _mainline(version: str) -> frozenset[str]:
 #: Distribution kernels as measured (§19 and the kernel matrix, tests/kernels/): name ->
 #: (the mainline release they build on, what their stable backports add, what it is).
 DISTRIBUTION: dict[str, tuple[str, frozenset[str], str]] = {
-    "6.1.192": ("6.1", frozenset({"skb_link_type_check"}), "Debian 6.1.0-... (6.1.192)"),
-    "6.12.100": ("6.9", frozenset({"preorder_attach"}), "Debian 6.12.100+deb12"),
+    "6.1.192": ("6.1", frozenset({"skb_link_type_check"}),
+                "Debian 6.1.192: 6.1.0-56 (6.1.192-2) and 6.1.0-57 (6.1.192-3), the same"),
+    "6.12.100": ("6.12", frozenset({"preorder_attach"}),
+                 "Debian 6.12.100+deb12 (6.12.100-1~deb12u1)"),
+    "6.12.117": ("6.12", frozenset({"preorder_attach", "preorder_link", "mprog_cgroup"}),
+                 "Debian 6.12.117+deb12 (6.12.117-1~deb12u1): the 6.18 features but SHA-256 tags"),
 }
 
 #: Every named profile: the mainline releases and the measured distribution kernels.
