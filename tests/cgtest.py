@@ -10,13 +10,13 @@ import pytest
 import cgbpf
 from cgbpf import AttachType, Cgroup, Map, MapType, Program, ProgType, asm
 from cgbpf._traffic import send_from
-from cgbpf.kernel import Kernel
+from cgbpf.kernel import Kernel, probe
 
 #: For tests that need programs to run, real processes or real capabilities: runs them on
 #: the host only (the ``kernel`` fixture of conftest, parametrised indirectly).
 host_only = pytest.mark.parametrize("kernel", ["host"], indirect=True)
 
-__all__ = ["EGRESS", "INGRESS", "OK", "Counters", "host_only", "load", "need_host"]
+__all__ = ["EGRESS", "INGRESS", "OK", "Counters", "host_only", "load", "need_host", "requires"]
 CI = os.environ.get("CI") == "true"
 
 
@@ -38,6 +38,18 @@ def need_host() -> Kernel:
             pytest.fail(f"CI=true and the host kernel cannot be tested: {problem}")
         pytest.skip(problem)
     return cgbpf.host()
+
+
+def requires(kernel: Kernel, *features: str) -> None:
+    """Skip the test where cgbpf's own probe says ``kernel`` lacks one of ``features``
+    (keys of :data:`cgbpf.kernel.probe.FEATURES`), naming the feature and its first
+    kernel.  Only a definite "absent" skips: present, or could not tell, and the test
+    runs (and fails if the behaviour is wrong)."""
+    for key in features:
+        if probe.check(kernel, key) is False:
+            f = probe.FEATURES[key]
+            pytest.skip(f"{kernel!r} lacks {f.name} ({key}, since {f.since};"
+                        f" probe: {f.how})")
 
 
 EGRESS = AttachType.CGROUP_INET_EGRESS

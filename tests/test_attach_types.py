@@ -23,8 +23,9 @@ from cgbpf import (
 )
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel
+from cgbpf.model.profiles import ATTACH_TYPE_FEATURE
 from cgbpf.uapi import CGROUP_PROG_TYPE
-from cgtest import host_only
+from cgtest import host_only, requires
 
 A, P = AttachType, ProgType
 LSM = A.LSM_CGROUP
@@ -40,17 +41,33 @@ def load(kernel: Kernel, prog_type: ProgType, eat: AttachType | None, ret: int =
                         name="attach_types", attach_btf_id=btf_id, kernel=kernel)
 
 
+def requires_type(kernel: Kernel, at: AttachType | None) -> None:
+    """Skip where the probe says the kernel lacks the attach type ``at``."""
+    if at in ATTACH_TYPE_FEATURE:
+        requires(kernel, ATTACH_TYPE_FEATURE[at])
+
+
 def assert_empty(cg: Cgroup, at: AttachType) -> None:
     q = cg.query(at)
     assert (q.mode, q.ids) == (AttachMode.EXCLUSIVE, [])
+
+
+def assert_hook(cg: Cgroup, at: AttachType, mode: AttachMode, ids: list[int]) -> None:
+    """The hook holds ``ids`` in ``mode``.  LSM_CGROUP's query spans one hook per LSM
+    function, so its flags word is 0 and each entry carries its own hook's flags."""
+    q = cg.query(at)
+    if at is LSM:
+        assert (q.mode, q.attach_flags, q.ids) == (AttachMode.EXCLUSIVE, 0, ids)
+        assert [p.attach_flags for p in q.programs] == [int(mode)] * len(ids)
+    else:
+        assert (q.mode, q.attach_flags, q.ids) == (mode, int(mode), ids)
 
 
 def check_link(cg: Cgroup, prog: Program, at: AttachType, *, explicit: bool = False) -> None:
     """Link ``prog`` to ``at`` (taken from the program unless ``explicit``), check query and
     link info, close the link and check that the hook is empty again."""
     with cg.link(prog, at if explicit else None) as link:
-        q = cg.query(at)
-        assert (q.mode, q.ids) == (AttachMode.MULTI, [prog.id])
+        assert_hook(cg, at, AttachMode.MULTI, [prog.id])
         assert cg.query(at, effective=True).ids == [prog.id]
         assert link.info() == LinkInfo(link.id, LinkType.CGROUP, prog.id, cg.id, at)
         assert link.attach_type is at
@@ -61,8 +78,7 @@ def check_attach(cg: Cgroup, prog: Program, at: AttachType, *, explicit: bool = 
     """Legacy attach in each mode, query, detach, query."""
     for mode in AttachMode:
         cg.attach(prog, at if explicit else None, mode=mode)
-        q = cg.query(at)
-        assert (q.mode, q.attach_flags, q.ids) == (mode, int(mode), [prog.id])
+        assert_hook(cg, at, mode, [prog.id])
         cg.detach(prog, at if explicit else None)
         assert_empty(cg, at)
 
@@ -74,6 +90,7 @@ def test_every_cgroup_attach_type_is_covered() -> None:
 
 @pytest.mark.parametrize("at", TYPES, ids=BY_NAME)
 def test_link_each_type(kernel: Kernel, scratch: Scratch, at: AttachType) -> None:
+    requires_type(kernel, at)
     cg = scratch.cgroup("a")
     assert_empty(cg, at)
     with load(kernel, CGROUP_PROG_TYPE[at], at) as prog:
@@ -82,6 +99,7 @@ def test_link_each_type(kernel: Kernel, scratch: Scratch, at: AttachType) -> Non
 
 @pytest.mark.parametrize("at", TYPES, ids=BY_NAME)
 def test_legacy_attach_each_type(kernel: Kernel, scratch: Scratch, at: AttachType) -> None:
+    requires_type(kernel, at)
     cg = scratch.cgroup("a")
     with load(kernel, CGROUP_PROG_TYPE[at], at) as prog:
         check_attach(cg, prog, at)
@@ -131,7 +149,9 @@ def btf_func_id(name: str, path: str = "/sys/kernel/btf/vmlinux") -> int:
 def test_lsm_cgroup(kernel: Kernel, scratch: Scratch) -> None:
     """LSM_CGROUP needs an LSM program (attach_btf_id of a hook) and the BPF LSM active.
     Without it this kernel (6.18.44, no securityfs) refuses PROG_LOAD with EPERM even for
-    root, with or without a valid attach_btf_id (§2.1 note)."""
+    root, with or without a valid attach_btf_id (§2.1 note).  With it (Debian's kernels
+    in the kernel matrix) links and every legacy mode work."""
+    requires(kernel, "lsm_cgroup")
     btf_id = btf_func_id("bpf_lsm_socket_create")
     assert btf_id > 0
     if not bpf_lsm_active():
@@ -146,7 +166,8 @@ def test_lsm_cgroup(kernel: Kernel, scratch: Scratch) -> None:
         check_attach(cg, prog, LSM)
 
 
-def test_query_lsm_cgroup_hook(scratch: Scratch) -> None:
+def test_query_lsm_cgroup_hook(kernel: Kernel, scratch: Scratch) -> None:
+    requires(kernel, "lsm_cgroup")
     cg = scratch.cgroup("a")
     q = cg.query(LSM)
     assert (q.mode, q.ids) == (AttachMode.EXCLUSIVE, [])
@@ -237,6 +258,7 @@ def test_load_refused(kernel: Kernel, case: tuple[ProgType, AttachType | None, i
     """A wrong expected attach type is refused before the verifier runs (no log: the error
     names the attribute); a wrong return value by the verifier (VerifierError, log)."""
     prog_type, eat, ret = case
+    requires_type(kernel, eat)
     with pytest.raises(BpfError) as e:
         load(kernel, prog_type, eat, ret).close()
     assert e.value.errno == errno.EINVAL and e.value.command == "PROG_LOAD"
