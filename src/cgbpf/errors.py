@@ -14,6 +14,8 @@ import errno as _errno
 import os
 from typing import Any, ClassVar
 
+from ._doc import DocType
+
 #: errno -> the built-in OSError subclass Python raises for it (PEP 3151).
 _BUILTIN: dict[int, type[OSError]] = {
     _errno.ENOENT: FileNotFoundError, _errno.EEXIST: FileExistsError,
@@ -25,7 +27,7 @@ _BUILTIN: dict[int, type[OSError]] = {
 }
 
 
-class BpfError(OSError):
+class BpfError(OSError, metaclass=DocType):
     """A bpf(2) request (or a check the library made on the kernel's behalf) failed.
 
     ``errno`` is the kernel's errno (the one the kernel gives for the same request, even

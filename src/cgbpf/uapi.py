@@ -18,6 +18,8 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
+from ._doc import DocEnumType
+
 if TYPE_CHECKING:
     from _ctypes import _PyCStructType as _StructType
 
@@ -45,7 +47,7 @@ BPF_OBJ_NAME_LEN = 16
 BPF_TAG_SIZE = 8
 
 
-class Cmd(enum.IntEnum):
+class Cmd(enum.IntEnum, metaclass=DocEnumType):
     """bpf(2) commands (§1.1)."""
 
     MAP_CREATE = 0
@@ -71,7 +73,7 @@ class Cmd(enum.IntEnum):
     LINK_DETACH = 34
 
 
-class ProgType(enum.IntEnum):
+class ProgType(enum.IntEnum, metaclass=DocEnumType):
     """Program types: the cgroup ones, plus a few used to test mismatches (§1.3)."""
 
     SOCKET_FILTER = 1
@@ -88,14 +90,14 @@ class ProgType(enum.IntEnum):
     LSM = 29
 
 
-class MapType(enum.IntEnum):
+class MapType(enum.IntEnum, metaclass=DocEnumType):
     """Map types cgbpf creates."""
 
     HASH = 1
     ARRAY = 2
 
 
-class AttachType(enum.IntEnum):
+class AttachType(enum.IntEnum, metaclass=DocEnumType):
     """The cgroup attach types (§2.1), with the kernel's numbering."""
 
     CGROUP_INET_INGRESS = 0
@@ -129,7 +131,7 @@ class AttachType(enum.IntEnum):
     CGROUP_UNIX_GETSOCKNAME = 53
 
 
-class LinkType(enum.IntEnum):
+class LinkType(enum.IntEnum, metaclass=DocEnumType):
     """``bpf_link_type`` values cgbpf names (others are reported as plain ints)."""
 
     RAW_TRACEPOINT = 1
@@ -140,7 +142,7 @@ class LinkType(enum.IntEnum):
     XDP = 6
 
 
-class AttachMode(enum.IntEnum):
+class AttachMode(enum.IntEnum, metaclass=DocEnumType):
     """A cgroup hook's mode: the cgroup-level flags word (§1.2)."""
 
     EXCLUSIVE = 0  # "NONE": one program, descendants may not attach
