@@ -2,19 +2,35 @@
 file operations around them) runs on the real kernel and on a model machine, and after
 every step every observable is compared, with IDs renamed (KERNEL-SEMANTICS.md §18).
 
+* The model is the running kernel's, calibrated by probing it (``Profile.host()``), unless
+  told otherwise (``--against NAME``, ``check(profile=...)``): a named profile differs
+  from a given host in its backports, which is not what this test is looking for.
 * Each kernel works in its own scratch subtree ``<cgroup2>/cgbpf-test-*`` holding the
   cgroups ``. a a/b a/b/c d`` (names are compared, never paths), with a bpffs for pins
-  and five programs: P0-P2 CGROUP_SKB for EGRESS, P3 CGROUP_SKB for INGRESS, P4
-  CGROUP_SOCK_ADDR for INET4_CONNECT.
-* A step is an :class:`Op` that builds the raw attr from :mod:`cgbpf.uapi` per kernel.
-  ``L3`` is the 4th fd the sequence obtained (LINK_CREATE, dup, OBJ_GET, GET_FD_BY_ID);
+  and one program of each cgroup program type and expected attach type
+  (:data:`PROGRAMS`): CGROUP_SKB for EGRESS (twice, and once returning 2: egress-enforced)
+  and INGRESS, CGROUP_SOCK for SOCK_CREATE (and with expected attach type 0) and
+  INET4_POST_BIND, CGROUP_SOCK_ADDR for INET4_CONNECT (twice), INET6_CONNECT, INET4_BIND,
+  CGROUP_SOCKOPT for GET/SETSOCKOPT, CGROUP_DEVICE (twice), CGROUP_SYSCTL, SOCK_OPS.
+* Each sequence first draws the program families it uses (:data:`FAMILIES`, one to three:
+  swarm testing, so that each hook sees several requests and the observation stays
+  cheap), then its steps.  A step is an :class:`Op` that builds the raw attr from
+  :mod:`cgbpf.uapi` per kernel.  It is drawn for the state the sequence is in
+  (:class:`Gen`): mostly a request that can succeed there (a program that fits the attach
+  type, a mode the hook accepts, an open link, a pin that exists, a missing cgroup, an
+  empty leaf), sometimes a near miss (a program of the link's type but of another
+  expected attach type, a stale revision), and a sixth of the time a blind one
+  (:data:`BLIND`: any fd, flag or type).
+* ``L3`` is the 4th fd the sequence obtained (LINK_CREATE, dup, OBJ_GET, GET_FD_BY_ID);
   ``Lnewest`` the newest open link.  A :class:`Ref` names an fd for both kernels and can
   be of the wrong kind, a closed handle, fd 0 or a never-open fd; under ``BPF_F_ID`` the
   same ``Ref`` names an ID (an object of the wrong kind names a bogus ID).
 * Observables after each step: the result (value or errno name), then, for every live
-  cgroup and attach type, the normal and the effective query; the info of every open
-  handle; which known links LINK_GET_NEXT_ID still lists.  Every ID is renamed: programs
-  P0-P4, cgroups ``name#incarnation``, links ``link<n>`` in the order first seen.
+  cgroup and every attach type the sequence uses (its families' and any it named), the
+  normal and the effective query; the info of every open handle; which known links
+  LINK_GET_NEXT_ID still lists.  At the end of a sequence the queries of every attach
+  type of :data:`ATTACH_TYPES`.  Every ID is renamed: programs by name (``connect4``),
+  cgroups ``name#incarnation``, links ``link<n>`` in the order first seen.
 * Asynchronous kernel work (§11 last pin unlinked, §12 rmdir): the model runs
   ``settle()`` after every step; the host is polled (at most 5 s, 1 ms sleeps) until no
   known link without an owner (an open handle or a pin) is still listed and no listed
@@ -24,50 +40,73 @@ every step every observable is compared, with IDs renamed (KERNEL-SEMANTICS.md �
 * "Process exit": :class:`Child` forks (``os.fork`` on the host, ``process(fork=True)``
   in the model), creates a link with the inherited fds and exits without closing it.
 
-``python tests/differential.py --steps 10000`` runs the long fuzz (random seeds).
+``python tests/differential.py --steps 10000`` runs the long fuzz; ``--against 6.1``
+compares with a named profile; ``--seed N`` makes a run reproducible; it prints the
+divergences, then how often each kind of step succeeded on the host, and exits 1 if any
+divergence was found.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import functools
+import importlib.util
+import itertools
 import json
 import operator
 import os
+import random
+import signal
 import struct
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from hypothesis import HealthCheck, Phase, settings
+import hypothesis
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    rule,
+    run_state_machine_as_test,
+)
 
+if importlib.util.find_spec("cgbpf") is None:  # a checkout without the package installed
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 import cgbpf
 from cgbpf import Program, asm, uapi
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel
-from cgbpf.model import ModelKernel
+from cgbpf.model import ModelKernel, Profile
 from cgbpf.uapi import AttachType as AT
 from cgbpf.uapi import Cmd
 from cgbpf.uapi import ProgType as PT
 
 PREFIX = "cgbpf-test"
 EGRESS, INGRESS = AT.CGROUP_INET_EGRESS, AT.CGROUP_INET_INGRESS
-CONNECT = AT.CGROUP_INET4_CONNECT
-ATTACH_TYPES = (EGRESS, INGRESS, CONNECT)
+SOCK_CREATE, POST_BIND4 = AT.CGROUP_INET_SOCK_CREATE, AT.CGROUP_INET4_POST_BIND
+CONNECT4, CONNECT6, BIND4 = AT.CGROUP_INET4_CONNECT, AT.CGROUP_INET6_CONNECT, AT.CGROUP_INET4_BIND
+GETSOCKOPT, SETSOCKOPT = AT.CGROUP_GETSOCKOPT, AT.CGROUP_SETSOCKOPT
+DEVICE, SYSCTL, SOCK_OPS = AT.CGROUP_DEVICE, AT.CGROUP_SYSCTL, AT.CGROUP_SOCK_OPS
+#: Every attach type the sequences use, by its short name (as steps and observables show it).
+TYPE_NAMES: dict[int, str] = {
+    EGRESS: "EGRESS", INGRESS: "INGRESS", SOCK_CREATE: "SOCK_CREATE", POST_BIND4: "POST_BIND4",
+    CONNECT4: "CONNECT4", CONNECT6: "CONNECT6", BIND4: "BIND4", GETSOCKOPT: "GETSOCKOPT",
+    SETSOCKOPT: "SETSOCKOPT", DEVICE: "DEVICE", SYSCTL: "SYSCTL", SOCK_OPS: "SOCK_OPS"}
+ATTACH_TYPES: tuple[int, ...] = tuple(TYPE_NAMES)
 UNKNOWN_TYPE = 200
 CGROUPS = ("", "a", "a/b", "a/b/c", "d")
-PROGS = ((PT.CGROUP_SKB, EGRESS),) * 3 + ((PT.CGROUP_SKB, INGRESS),
-                                          (PT.CGROUP_SOCK_ADDR, CONNECT))
-PINS = ("pin0", "pin1")
-MAX_HANDLES = 8
+PINS = ("pin0", "pin1", "pin2")
+MAX_HANDLES = 8  # blind requests name handles 0-7
 BAD_FD = 99_999  # never open
 BOGUS_ID = 0x7FFF_FFF0  # no such program or link
 SENTINEL = 0xFFFF_FFFF  # query buffer slots the kernel must not write
@@ -75,7 +114,65 @@ BIT7 = 1 << 7  # not a flag
 FLAG_NAMES = {uapi.F_ALLOW_OVERRIDE: "OVERRIDE", uapi.F_ALLOW_MULTI: "MULTI",
               uapi.F_REPLACE: "REPLACE", uapi.F_BEFORE: "BEFORE", uapi.F_AFTER: "AFTER",
               uapi.F_ID: "ID", uapi.F_PREORDER: "PREORDER", uapi.F_LINK: "LINK", BIT7: "BIT7"}
-TYPE_NAMES = {EGRESS: "EGRESS", INGRESS: "INGRESS", CONNECT: "CONNECT"}
+#: Program types whose attach type must be the program's expected attach type (§2.1).
+EAT_ENFORCED = frozenset({PT.CGROUP_SOCK, PT.CGROUP_SOCK_ADDR, PT.CGROUP_SOCKOPT})
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A program of the sequences: ``ret`` is what it returns (2: congestion notification,
+    which makes an EGRESS skb program egress-enforced, §2.1 note a)."""
+
+    name: str
+    ptype: PT
+    eat: int = 0
+    ret: int = 1
+
+    @property
+    def enforced(self) -> AT | None:
+        """The only attach type it may be attached to, if it has one (§2.1)."""
+        if self.ptype in EAT_ENFORCED:
+            # CGROUP_SOCK loaded with expected attach type 0 is loaded for SOCK_CREATE
+            return AT(self.eat or SOCK_CREATE)
+        if self.ptype == PT.CGROUP_SKB and self.eat == EGRESS and self.ret > 1:
+            return EGRESS
+        return None
+
+    def fits(self, at: int) -> bool:
+        """Whether it can be attached (or linked, or swapped into a link) to ``at``."""
+        return uapi.CGROUP_PROG_TYPE.get(at) == self.ptype and self.enforced in (None, at)
+
+
+PROGRAMS: tuple[Spec, ...] = (
+    Spec("eg", PT.CGROUP_SKB, EGRESS), Spec("eg'", PT.CGROUP_SKB, EGRESS),
+    Spec("in", PT.CGROUP_SKB, INGRESS), Spec("eg2", PT.CGROUP_SKB, EGRESS, ret=2),
+    Spec("create", PT.CGROUP_SOCK, SOCK_CREATE), Spec("create0", PT.CGROUP_SOCK, 0),
+    Spec("postbind4", PT.CGROUP_SOCK, POST_BIND4),
+    Spec("connect4", PT.CGROUP_SOCK_ADDR, CONNECT4),
+    Spec("connect4'", PT.CGROUP_SOCK_ADDR, CONNECT4),
+    Spec("connect6", PT.CGROUP_SOCK_ADDR, CONNECT6), Spec("bind4", PT.CGROUP_SOCK_ADDR, BIND4),
+    Spec("getsockopt", PT.CGROUP_SOCKOPT, GETSOCKOPT),
+    Spec("setsockopt", PT.CGROUP_SOCKOPT, SETSOCKOPT),
+    Spec("device", PT.CGROUP_DEVICE), Spec("device'", PT.CGROUP_DEVICE),
+    Spec("sysctl", PT.CGROUP_SYSCTL), Spec("sockops", PT.SOCK_OPS),
+)
+PROG_INDEX = {p.name: i for i, p in enumerate(PROGRAMS)}
+
+
+def _family(ptype: PT, *types: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return tuple(i for i, p in enumerate(PROGRAMS) if p.ptype == ptype), types
+
+
+#: A sequence's programs and attach types come from one to three of these families.
+FAMILIES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "skb": _family(PT.CGROUP_SKB, EGRESS, INGRESS),
+    "sock": _family(PT.CGROUP_SOCK, SOCK_CREATE, POST_BIND4),
+    "sock_addr": _family(PT.CGROUP_SOCK_ADDR, CONNECT4, CONNECT6, BIND4),
+    "sockopt": _family(PT.CGROUP_SOCKOPT, GETSOCKOPT, SETSOCKOPT),
+    "device": _family(PT.CGROUP_DEVICE, DEVICE),
+    "sysctl": _family(PT.CGROUP_SYSCTL, SYSCTL),
+    "sock_ops": _family(PT.SOCK_OPS, SOCK_OPS),
+}
 
 Result = tuple[Any, ...]
 
@@ -108,8 +205,13 @@ class Ref:
     key: int | str = 0
 
     def __repr__(self) -> str:
-        return {"prog": f"P{self.key}", "link": f"L{self.key}", "last": "Lnewest",
-                "cg": f"cg:{self.key or '.'}", "bad": "BAD", "zero": "0"}[self.kind]
+        if self.kind == "prog":
+            return PROGRAMS[int(self.key)].name
+        return {"link": f"L{self.key}", "last": "Lnewest", "cg": f"cg:{self.key or '.'}",
+                "bad": "BAD", "zero": "0"}[self.kind]
+
+
+ZERO = Ref("zero")
 
 
 @dataclass
@@ -121,8 +223,31 @@ class Handle:
     ident: int
 
 
+@dataclass(frozen=True)
+class LinkView:
+    """A link as its last info showed it: attach type, cgroup name (None: defunct or its
+    cgroup removed) and program (index into :data:`PROGRAMS`, None if unknown)."""
+
+    at: int
+    cg: str | None
+    prog: int | None
+
+
+@dataclass(frozen=True)
+class HookView:
+    """A (cgroup, attach type) as its last query showed it."""
+
+    mode: int = 0
+    progs: tuple[int, ...] = ()
+    revision: int = 0
+
+
+EMPTY = HookView()
+
+
 class Side:
-    """One kernel's half of a run: its scratch subtree, its fds and its ID renaming."""
+    """One kernel's half of a run: its scratch subtree, its fds and its ID renaming, and
+    what the last observation showed (which the next step is drawn from)."""
 
     def __init__(self, kernel: Kernel) -> None:
         self.k = kernel
@@ -138,13 +263,16 @@ class Side:
         self.seen: Counter[str] = Counter()
         self.gen: Counter[str] = Counter()
         self.progs: list[Program] = []
+        self.hooks: dict[tuple[str, int], HookView] = {}
+        self.links: dict[int, LinkView] = {}  # raw link ID -> its last info
+        self.listed_now: set[int] = set()
         try:
             self.bpffs = self.scratch.bpffs()
-            for ptype, eat in PROGS:
-                prog = Program.load(asm.return_program(1), ptype, expected_attach_type=eat,
-                                    kernel=kernel)
+            for spec in PROGRAMS:
+                prog = Program.load(asm.return_program(spec.ret), spec.ptype,
+                                    expected_attach_type=spec.eat or None, kernel=kernel)
                 self.progs.append(prog)
-                self.names["prog", self.identify(prog.fileno())[1]] = f"P{len(self.progs) - 1}"
+                self.names["prog", self.identify(prog.fileno())[1]] = spec.name
             for name in CGROUPS:
                 if name:
                     kernel.mkdir(self.scratch.path(name))
@@ -233,6 +361,57 @@ class Side:
         self.handles.append(Handle(fd, kind, ident))
         return self.norm(kind, ident)
 
+    # --- what the steps are drawn from ---------------------------------------------------
+
+    def open_handles(self, kind: str | None = None) -> list[int]:
+        return [j for j, h in enumerate(self.handles)
+                if h.fd is not None and kind in (None, h.kind)]
+
+    def link_view(self, j: int) -> LinkView | None:
+        h = self.handles[j]
+        return self.links.get(h.ident) if h.kind == "link" else None
+
+    def link_types(self, ref: Ref) -> set[int] | None:
+        """The attach type of the link ``ref`` names as a set (empty: a program; None:
+        not known)."""
+        h = self.lookup(ref)
+        if h is None or h.fd is None:
+            return set()  # nothing happens (EBADF)
+        if h.kind != "link":
+            return set()
+        view = self.links.get(h.ident)
+        return {view.at} if view is not None else None
+
+    def attached(self, name: str | None = None, at: int | None = None) -> list[int]:
+        """Open link handles whose link is attached (to ``name``/``at`` if given)."""
+        out = []
+        for j in self.open_handles("link"):
+            v = self.link_view(j)
+            if v is not None and v.cg is not None and name in (None, v.cg) and at in (None, v.at):
+                out.append(j)
+        return out
+
+    def hook(self, name: str, at: int) -> HookView:
+        return self.hooks.get((name, at), EMPTY)
+
+    def legacy(self, name: str, at: int) -> list[int]:
+        """The programs of the hook that no known link holds: its legacy entries, as far
+        as the observations tell."""
+        progs = Counter(self.hook(name, at).progs)
+        for v in self.links.values():
+            if v.cg == name and v.at == at and v.prog is not None:
+                progs[v.prog] -= 1
+        return sorted(p for p, n in progs.items() if n > 0)
+
+    def leaves(self) -> list[str]:
+        return sorted(n for n in self.live - {""}
+                      if not any(m.startswith(n + "/") for m in self.live))
+
+    def missing(self) -> list[str]:
+        """Cgroups that do not exist and whose parent does."""
+        return [n for n in CGROUPS if n not in self.live
+                and (n.rpartition("/")[0] in self.live)]
+
     # --- observing -----------------------------------------------------------------------
 
     def listed(self) -> set[int]:
@@ -253,19 +432,38 @@ class Side:
             attr.start_id = attr.next_id
         return found
 
-    def observe(self) -> dict[str, Any]:
-        """Every observable, IDs renamed."""
+    def observe(self, types: Iterable[int]) -> dict[str, Any]:
+        """Every observable (the queries of ``types``), IDs renamed; remembers what the
+        steps are drawn from."""
         out: dict[str, Any] = {}
+        types = sorted(types, key=lambda t: (t not in TYPE_NAMES, t))
+        hooks = {}
         for name in sorted(self.live):
-            for at in ATTACH_TYPES:
+            for at in types:
                 for eff in (False, True):
                     q = Query(Ref("cg", name), at, eff, uapi.MAX_PROGS, True, False, 0)
-                    out[f"{q.kind} {name or '.'} {TYPE_NAMES[at]}"] = q.run(self)
+                    res = out[f"{q.kind} {name or '.'} {TYPE_NAMES.get(at, at)}"] = q.run(self)
+                    if not eff and res[0] == "ok":
+                        mode, _, revision, progs = res[-6:-2]
+                        hooks[name, at] = HookView(mode, tuple(
+                            PROG_INDEX.get(str(p), -1) for p in progs), revision)
+        self.hooks = hooks | {k: v for k, v in self.hooks.items()
+                              if k[0] in self.live and k[1] not in types}
+        links = {}
         for j, h in enumerate(self.handles):
             if h.fd is not None:
-                out[f"info L{j}"] = attempt(functools.partial(
+                res = out[f"info L{j}"] = attempt(functools.partial(
                     Info(Ref("link", j), 64, False).run, self))
-        out["links listed"] = sorted(str(self.norm("link", raw)) for raw in self.listed())
+                if h.kind == "link" and res[0] == "ok":
+                    _, _, _, prog, cg, at, _ = res[1]
+                    name = str(cg).partition("#")[0].replace(".", "")
+                    current = (name in self.live and cg == self.names["cg", self.cg_ids[name]])
+                    links[h.ident] = LinkView(at, name if current else None,
+                                              PROG_INDEX.get(str(prog)))
+        self.listed_now = self.listed()
+        out["links listed"] = sorted(str(self.norm("link", raw)) for raw in self.listed_now)
+        # a link that only a pin (or a closed handle's other owners) keeps: its last view
+        self.links = {i: v for i, v in self.links.items() if i in self.listed_now} | links
         return out
 
     # --- asynchronous kernel work --------------------------------------------------------
@@ -348,6 +546,10 @@ class Side:
 class Op:
     """One step; :meth:`run` does it on one side and returns its renamed result."""
 
+    #: Whether it may change what is attached where: if not, or if it failed on both
+    #: kernels, the queries are not repeated after it (the next one would show a change).
+    mutates: ClassVar[bool] = True
+
     def __repr__(self) -> str:
         def show(name: str, value: Any) -> str:
             if name == "at":
@@ -358,6 +560,16 @@ class Op:
 
     def run(self, s: Side) -> Any:
         raise NotImplementedError
+
+    def types(self) -> set[int]:
+        """The attach types it names (their hooks are observed from then on)."""
+        at = getattr(self, "at", None)
+        return {at} if at is not None else set()
+
+    def affects(self, s: Side) -> set[int] | None:
+        """The attach types whose hooks it may change, from the state before it runs
+        (None: any).  Only those are queried after it (every type now and then)."""
+        return self.types() or None
 
 
 @dataclass(frozen=True, repr=False)
@@ -455,6 +667,12 @@ class Child(Op):
             raise OSError(getattr(errno, result, 0), result)
         return s.norm("link", ident)
 
+    def types(self) -> set[int]:
+        return self.link.types()
+
+    def affects(self, s: Side) -> set[int] | None:
+        return self.link.affects(s)
+
 
 @dataclass(frozen=True, repr=False)
 class LinkUpdate(Op):
@@ -464,6 +682,9 @@ class LinkUpdate(Op):
     prog: Ref
     flags: int
     old: Ref
+
+    def affects(self, s: Side) -> set[int] | None:
+        return s.link_types(self.link)
 
     def run(self, s: Side) -> Any:
         return s.k.bpf(Cmd.LINK_UPDATE, uapi.LinkUpdateAttr(
@@ -477,19 +698,25 @@ class LinkDetach(Op):
 
     link: Ref
 
+    def affects(self, s: Side) -> set[int] | None:
+        return s.link_types(self.link)
+
     def run(self, s: Side) -> Any:
         return s.k.bpf(Cmd.LINK_DETACH, uapi.LinkDetachAttr(link_fd=s.fd(self.link)))
 
 
 @dataclass(frozen=True, repr=False)
 class OnHandle(Op):
-    """Something done to handle ``h`` if it is open (else nothing happens)."""
+    """Something done to handle ``h`` if it is open; else EBADF without asking the kernel
+    (the fd number may be some other file's by now)."""
 
     h: int
 
     def run(self, s: Side) -> Any:
         h = s.handle(self.h)
-        return "not open" if h is None or h.fd is None else self.act(s, h, h.fd)
+        if h is None or h.fd is None:
+            raise OSError(errno.EBADF, "not an open handle")
+        return self.act(s, h, h.fd)
 
     def act(self, s: Side, h: Handle, fd: int) -> Any:
         raise NotImplementedError
@@ -498,6 +725,9 @@ class OnHandle(Op):
 class Close(OnHandle):
     """close() a handle."""
 
+    def affects(self, s: Side) -> set[int] | None:
+        return s.link_types(Ref("link", self.h))
+
     def act(self, s: Side, h: Handle, fd: int) -> Any:
         s.k.close(fd)
         h.fd = None
@@ -505,6 +735,8 @@ class Close(OnHandle):
 
 class Dup(OnHandle):
     """dup() a handle into a new one."""
+
+    mutates = False
 
     def act(self, s: Side, h: Handle, fd: int) -> Any:
         return s.adopt(s.k.dup(fd))
@@ -520,6 +752,7 @@ class Pin(Op):
 
     obj: Ref
     pin: str
+    mutates = False
 
     def run(self, s: Side) -> Any:
         path, fd = pin_path(s, self.pin), s.fd(self.obj)
@@ -533,6 +766,11 @@ class Unpin(Op):
 
     pin: str
 
+    def affects(self, s: Side) -> set[int] | None:
+        kind, ident = s.pins.get(self.pin, ("", 0))
+        view = s.links.get(ident) if kind == "link" else None
+        return {view.at} if view is not None else set() if kind == "prog" else None
+
     def run(self, s: Side) -> Any:
         s.k.unlink(os.path.join(s.bpffs, self.pin))
         del s.pins[self.pin]
@@ -544,6 +782,7 @@ class ObjGet(Op):
 
     pin: str
     file_flags: int
+    mutates = False
 
     def run(self, s: Side) -> Any:
         path = pin_path(s, self.pin)
@@ -557,6 +796,7 @@ class GetById(Op):
 
     ref: Ref
     open_flags: int
+    mutates = False
 
     def run(self, s: Side) -> Any:
         return s.adopt(s.k.bpf(Cmd.LINK_GET_FD_BY_ID, uapi.GetIdAttr(
@@ -574,6 +814,7 @@ class Query(Op):
     ids: bool  # pass a prog_ids buffer
     with_flags: bool  # pass a prog_attach_flags buffer
     extra_flags: int  # query_flags bits besides EFFECTIVE
+    mutates = False
 
     @property
     def kind(self) -> str:
@@ -592,16 +833,14 @@ class Query(Op):
         res = attempt(lambda: s.k.bpf(Cmd.PROG_QUERY, attr))
         return (*res, attr.attach_flags, attr.prog_cnt, attr.revision,
                 [s.norm("prog", i) if i != SENTINEL else "-" for i in written(ids)],
-                written(flags), written(link_ids))
+                written(flags),
+                [s.norm("link", i) if i != SENTINEL else "-" for i in written(link_ids)])
 
 
 def written(buf: ctypes.Array[ctypes.c_uint32]) -> list[int]:
     """A query buffer without its trailing never-written (``SENTINEL``) slots."""
-    values = struct.unpack(f"<{len(buf)}I", bytes(buf))
-    n = len(values)
-    while n and values[n - 1] == SENTINEL:
-        n -= 1
-    return list(values[:n])
+    n = (len(bytes(buf).rstrip(b"\xff")) + 3) // 4
+    return list(struct.unpack_from(f"<{n}I", buf))
 
 
 @dataclass(frozen=True, repr=False)
@@ -611,6 +850,7 @@ class Info(Op):
     obj: Ref
     size: int
     dirty: bool
+    mutates = False
 
     def run(self, s: Side) -> Any:
         buf = (ctypes.c_uint8 * 128)()
@@ -626,7 +866,7 @@ class Info(Op):
                 s.norm("cg", i.cgroup_id), i.attach_type, any(i._reserved))
 
 
-# --- strategies ---------------------------------------------------------------------------
+# --- blind steps: any fd, flag and type -----------------------------------------------------
 
 
 def _flags(base: Sequence[int], extra: Sequence[int]) -> st.SearchStrategy[int]:
@@ -646,19 +886,19 @@ def _mostly(usual: st.SearchStrategy[Any], *odd: st.SearchStrategy[Any]) -> st.S
     return _weighted((4, usual), (1, st.one_of(*odd)))
 
 
-_PROG = st.integers(0, len(PROGS) - 1).map(lambda i: Ref("prog", i))
+_PROG = st.integers(0, len(PROGRAMS) - 1).map(lambda i: Ref("prog", i))
 _HANDLE = _weighted((3, st.integers(0, 2)), (1, st.integers(3, MAX_HANDLES - 1)))
 _LINK = _weighted((1, st.just(Ref("last"))), (2, _HANDLE.map(lambda j: Ref("link", j))))
 _CG = st.sampled_from(CGROUPS * 3 + CGROUPS[:3] * 3).map(lambda n: Ref("cg", n))
-_ODD = st.sampled_from([Ref("bad"), Ref("zero")])
+_ODD = st.sampled_from([Ref("bad"), ZERO])
 _PROGS = _mostly(_PROG, _LINK, _CG, _ODD)
 _LINKS = _mostly(_LINK, _PROG, _ODD)
 _CGS = _mostly(_CG, _PROG, _ODD)
-_TYPES = st.sampled_from((EGRESS, EGRESS, INGRESS, CONNECT, UNKNOWN_TYPE))
-#: (program, attach type), mostly a pair that fits (§2: skb programs take either skb type).
+_TYPES = st.sampled_from((*ATTACH_TYPES, UNKNOWN_TYPE))
+#: (program, attach type), mostly a pair that fits.
 _PROG_AT = _mostly(
-    st.sampled_from([(i, at) for i in range(4) for at in (EGRESS, EGRESS, INGRESS)]
-                    + [(4, CONNECT)] * 3).map(lambda t: (Ref("prog", t[0]), t[1])),
+    st.sampled_from([(i, at) for i, p in enumerate(PROGRAMS) for at in ATTACH_TYPES
+                     if p.fits(at)]).map(lambda t: (Ref("prog", t[0]), t[1])),
     st.tuples(_PROGS, _TYPES))
 _REV = _weighted((6, st.just(0)), (1, st.integers(1, 5)))
 _OVR, _MULTI, _REPL = uapi.F_ALLOW_OVERRIDE, uapi.F_ALLOW_MULTI, uapi.F_REPLACE
@@ -677,15 +917,15 @@ def _relative(draw: st.DrawFn, flags: int, refs: st.SearchStrategy[Ref]) -> Ref:
     """An anchor when ``flags`` name its kind, often with BEFORE/AFTER alone (else head
     or tail), one time in ten anyway (a stray one); else 0."""
     odds = 10 if flags & (_ID | _LNK) else 5 if flags & (_BEF | _AFT) else 1
-    return draw(refs) if draw(st.integers(0, 9)) >= 10 - odds else Ref("zero")
+    return draw(refs) if draw(st.integers(0, 9)) >= 10 - odds else ZERO
 
 
 @st.composite
 def _attach(draw: st.DrawFn) -> Attach:
     prog, at = draw(_PROG_AT)
     flags = draw(_ATTACH_FLAGS)
-    rel = _relative(draw, flags, _weighted((1, st.just(Ref("zero"))), (2, _PROG), (1, _LINK)))
-    replace = draw(_PROGS) if flags & _REPL or draw(st.integers(0, 9)) == 9 else Ref("zero")
+    rel = _relative(draw, flags, _weighted((1, st.just(ZERO)), (2, _PROG), (1, _LINK)))
+    replace = draw(_PROGS) if flags & _REPL or draw(st.integers(0, 9)) == 9 else ZERO
     return Attach(draw(_CGS), prog, at, flags, replace, rel, draw(_REV))
 
 
@@ -693,7 +933,7 @@ def _attach(draw: st.DrawFn) -> Attach:
 def _link_create(draw: st.DrawFn) -> LinkCreate:
     prog, at = draw(_PROG_AT)
     flags = draw(_LINK_FLAGS)
-    rel = _relative(draw, flags, _weighted((1, st.just(Ref("zero"))), (2, _LINK), (1, _PROG)))
+    rel = _relative(draw, flags, _weighted((1, st.just(ZERO)), (2, _LINK), (1, _PROG)))
     return LinkCreate(draw(_CGS), prog, at, flags, rel, draw(_REV))
 
 
@@ -707,123 +947,534 @@ def _detach(draw: st.DrawFn) -> Detach:
 @st.composite
 def _link_update(draw: st.DrawFn) -> LinkUpdate:
     flags = draw(st.sampled_from((0, 0, 0, _REPL, _REPL, _MULTI)))
-    old = draw(_PROGS) if flags & _REPL or draw(st.integers(0, 9)) == 9 else Ref("zero")
+    old = draw(_PROGS) if flags & _REPL or draw(st.integers(0, 9)) == 9 else ZERO
     return LinkUpdate(draw(_LINKS), draw(_PROGS), flags, old)
 
 
-#: One step.
-OPS: st.SearchStrategy[Op] = _weighted(
-    (4, _attach()),
-    (4, _link_create()),
-    (2, _detach()),
-    (2, _link_update()),
-    (2, st.builds(LinkDetach, _LINKS)),
-    (1, st.builds(Close, _HANDLE)),
-    (1, st.builds(Dup, _HANDLE)),
-    (2, st.builds(Pin, st.one_of(_LINKS, _PROG), st.sampled_from(PINS))),
-    (1, st.builds(Unpin, st.sampled_from(PINS))),
-    (1, st.builds(ObjGet, st.sampled_from(PINS),
-                  st.sampled_from((0, 0, 0, uapi.F_RDONLY, uapi.F_WRONLY, BIT7)))),
-    (1, st.builds(GetById, _mostly(_LINK, _ODD),
-                  st.sampled_from((0, 0, 0, uapi.F_RDONLY, BIT7)))),
-    (1, st.builds(Query, _CGS, _TYPES, st.booleans(), st.integers(0, 4), st.booleans(),
-                  st.booleans(), st.sampled_from((0, 0, 0, 2)))),
-    (1, st.builds(Info, _LINKS, st.sampled_from((8, 16, 32, 64, 100)), st.booleans())),
-    (1, st.builds(Mkdir, st.sampled_from(CGROUPS[1:]))),
-    (1, st.builds(Rmdir, st.sampled_from(CGROUPS[1:]))),
-    (1, st.builds(Child, _link_create())),
-)
+_FILE_FLAGS = st.sampled_from((0, 0, 0, uapi.F_RDONLY, uapi.F_WRONLY, BIT7))
+_OPEN_FLAGS = st.sampled_from((0, 0, 0, uapi.F_RDONLY, BIT7))
+_INFO_SIZES = st.sampled_from((8, 16, 32, 64, 100))
+
+#: One blind step of each kind (what the whole sequence was drawn from before the state
+#: guided it): the odd requests, which found real bugs.
+BLIND: dict[str, st.SearchStrategy[Op]] = {
+    "Attach": _attach(),
+    "LinkCreate": _link_create(),
+    "Child": st.builds(Child, _link_create()),
+    "Detach": _detach(),
+    "LinkUpdate": _link_update(),
+    "LinkDetach": st.builds(LinkDetach, _LINKS),
+    "Close": st.builds(Close, _HANDLE),
+    "Dup": st.builds(Dup, _HANDLE),
+    "Pin": st.builds(Pin, st.one_of(_LINKS, _PROG), st.sampled_from(PINS)),
+    "Unpin": st.builds(Unpin, st.sampled_from(PINS)),
+    "ObjGet": st.builds(ObjGet, st.sampled_from(PINS), _FILE_FLAGS),
+    "GetById": st.builds(GetById, _mostly(_LINK, _ODD), _OPEN_FLAGS),
+    "Query": st.builds(Query, _CGS, _TYPES, st.booleans(), st.integers(0, 4), st.booleans(),
+                       st.booleans(), st.sampled_from((0, 0, 0, 2))),
+    "Info": st.builds(Info, _LINKS, _INFO_SIZES, st.booleans()),
+    "Mkdir": st.builds(Mkdir, st.sampled_from(CGROUPS[1:])),
+    "Rmdir": st.builds(Rmdir, st.sampled_from(CGROUPS[1:])),
+}
+
+
+# --- steps drawn for the state --------------------------------------------------------------
+
+
+_BELOW: dict[int, st.SearchStrategy[int]] = {}
+
+
+class Gen:
+    """Draws one step for the state the host side is in (both sides are in the same state
+    until they diverge, and a step is drawn before it runs): mostly a request that can
+    succeed there, else a near miss, and one time in :attr:`BLIND_ODDS` a blind one."""
+
+    BLIND_ODDS = 6
+
+    def __init__(self, draw: st.DrawFn, pair: Pair) -> None:
+        self.draw, self.s = draw, pair.sides[0]
+        self.types, self.progs = pair.family_types, pair.family_progs
+
+    def below(self, n: int) -> int:
+        """0 to ``n`` - 1 (shrinks to 0)."""
+        if n not in _BELOW:
+            _BELOW[n] = st.integers(0, n - 1)
+        return int(self.draw(_BELOW[n]))
+
+    def odds(self, n: int, of: int = 10) -> bool:
+        """True ``n`` times in ``of`` (shrinks to True)."""
+        return self.below(of) < n
+
+    def pick(self, seq: Iterable[Any]) -> Any:
+        """One of ``seq`` (shrinks to the first)."""
+        items = list(seq)
+        return items[self.below(len(items))]
+
+    def weights(self) -> list[tuple[str, int]]:
+        """How often each kind is drawn, in this state."""
+        s = self.s
+        links, attached, pins = s.open_handles("link"), s.attached(), bool(s.pins)
+        legacy = any(s.legacy(n, at) for n, at in s.hooks)
+        return [("Query", 2), ("Info", 2), ("Attach", 8), ("LinkCreate", 10), ("Child", 2),
+                ("Detach", 5 if legacy else 2), ("LinkUpdate", 8 if attached else 2),
+                ("LinkDetach", 4 if attached else 2 if links else 1),
+                ("Close", 3 if s.open_handles() else 1), ("Dup", 2), ("Pin", 4),
+                ("Unpin", 2 if pins else 1), ("ObjGet", 3 if pins else 1),
+                ("GetById", 2 if s.listed_now else 1), ("Mkdir", 4 if s.missing() else 1),
+                ("Rmdir", 3)]
+
+    def op(self) -> Op:
+        kinds = self.weights()
+        bounds = list(itertools.accumulate(w for _, w in kinds))
+        kind = kinds[bisect.bisect_right(bounds, self.below(bounds[-1]))][0]
+        if not self.odds(self.BLIND_ODDS - 1, self.BLIND_ODDS):
+            return self.draw(BLIND[kind])
+        op: Op | None = getattr(self, kind.lower())()
+        return op if op is not None else self.draw(BLIND[kind])
+
+    # --- parts -------------------------------------------------------------------------
+
+    def cgroup(self) -> str:
+        """A live cgroup, one time in ten any cgroup."""
+        live = sorted(self.s.live)
+        return self.pick(live if live and self.odds(9) else CGROUPS)
+
+    def prog_for(self, at: int) -> int:
+        """A program of the families that fits ``at``; else one of its type that does
+        not, or one of another type (often CGROUP_SKB: LINK_CREATE took those for any
+        hook before 6.9, §2.2)."""
+        fitting = [i for i in self.progs if PROGRAMS[i].fits(at)]
+        if fitting and self.odds(8):
+            return int(self.pick(fitting))
+        ptype = uapi.CGROUP_PROG_TYPE[AT(at)]
+        near = [i for i, p in enumerate(PROGRAMS) if p.ptype == ptype and not p.fits(at)]
+        if near and self.odds(1, 2):
+            return int(self.pick(near))
+        skb = [i for i, p in enumerate(PROGRAMS) if p.ptype == PT.CGROUP_SKB != ptype]
+        others = [i for i, p in enumerate(PROGRAMS) if p.ptype != ptype]
+        return int(self.pick(skb if skb and self.odds(1, 2) else others))
+
+    def revision(self, hook: HookView) -> int:
+        """``expected_revision``: mostly 0, else the current one, or a stale one."""
+        if self.odds(8):
+            return 0
+        return hook.revision if self.odds(7) else hook.revision + self.pick((1, 2))
+
+    # --- one method per kind (None: nothing to draw from here, a blind step then) -----
+
+    def query(self) -> Op:
+        at = self.pick(self.types) if self.odds(8) else self.draw(_TYPES)
+        return Query(Ref("cg", self.cgroup()), at, self.odds(5), self.pick((0, 1, 2, 64)),
+                     self.odds(9), self.odds(5), 0)
+
+    def info(self) -> Op | None:
+        handles = self.s.open_handles()
+        if not handles:
+            return None
+        return Info(Ref("link", self.pick(handles)), self.pick((64, 64, 16, 100, 8)),
+                    not self.odds(9))
+
+    def attach(self) -> Op:
+        name, at = self.cgroup(), self.pick(self.types)
+        hook, legacy = self.s.hook(name, at), self.s.legacy(name, at)
+        if hook.progs and self.odds(8):
+            mode = hook.mode
+        else:
+            mode = self.pick((_MULTI,) * 6 + (0, 0, _OVR, _OVR))
+        prog = self.prog_for(at)
+        fresh = [i for i in self.progs if PROGRAMS[i].fits(at) and i not in legacy]
+        if mode == _MULTI and prog in legacy and fresh and self.odds(8):
+            prog = self.pick(fresh)  # a legacy MULTI duplicate is EINVAL (§4 step 14)
+        flags, replace, rel = mode, ZERO, ZERO
+        extra = self.below(10)
+        if extra == 0 and legacy and mode == _MULTI:
+            flags |= _REPL
+            replace = Ref("prog", self.pick(legacy) if self.odds(8) else self.prog_for(at))
+        elif extra in (1, 2) and mode == _MULTI:
+            flags |= self.pick((_BEF, _AFT))
+            if legacy and self.odds(7):
+                rel = Ref("prog", self.pick(legacy))
+                flags |= _ID if self.odds(3) else 0
+        elif extra == 3:
+            flags |= _PRE
+        return Attach(Ref("cg", name), Ref("prog", prog), at, flags, replace, rel,
+                      self.revision(hook))
+
+    def linkcreate(self) -> Op:
+        name, at = self.cgroup(), self.pick(self.types)
+        flags, rel, extra = 0, ZERO, self.below(10)
+        if extra == 0:
+            flags = _PRE
+        elif extra in (1, 2):
+            flags = self.pick((_BEF, _AFT))
+            anchors = self.s.attached(name, at)
+            if anchors and self.odds(8):
+                rel = Ref("link", self.pick(anchors))
+                flags |= _LNK | (_ID if self.odds(3) else 0)
+        return LinkCreate(Ref("cg", name), Ref("prog", self.prog_for(at)), at, flags, rel,
+                          self.revision(self.s.hook(name, at)))
+
+    def child(self) -> Op:
+        link = self.linkcreate()
+        assert isinstance(link, LinkCreate)
+        return Child(link)
+
+    def detach(self) -> Op | None:
+        s = self.s
+        hooks = [(n, at) for n, at in sorted(s.hooks) if s.legacy(n, at) and n in s.live]
+        if not hooks:
+            return None
+        name, at = self.pick(hooks)
+        hook = s.hook(name, at)
+        prog = Ref("prog", self.pick(s.legacy(name, at)) if self.odds(9) else self.prog_for(at))
+        if hook.mode != _MULTI and not self.odds(7):
+            prog = ZERO  # NONE and OVERRIDE hooks detach their program without its fd
+        return Detach(Ref("cg", name), prog, at, 0, self.revision(hook))
+
+    def linkupdate(self) -> Op | None:
+        s = self.s
+        attached, links = s.attached(), s.open_handles("link")
+        if not links:
+            return None
+        j = self.pick(attached if attached and self.odds(8) else links)
+        view = s.link_view(j)
+        if view is None or view.prog is None:
+            return None
+        cur = PROGRAMS[view.prog]
+        same = [i for i, p in enumerate(PROGRAMS) if p.ptype == cur.ptype]
+        fit = [i for i in same if PROGRAMS[i].fits(view.at)]
+        unfit = [i for i in same if i not in fit]
+        choice = self.below(10)
+        if choice < (5 if unfit else 7) and fit:
+            new = self.pick(fit)
+        elif choice < 8 and (unfit or fit):
+            new = self.pick(unfit or fit)  # of the link's type, for another attach type
+        else:
+            new = self.pick(range(len(PROGRAMS)))
+        flags, old, choice = 0, ZERO, self.below(10)
+        if choice >= 7:
+            flags = _REPL
+            old = Ref("prog", view.prog if choice < 9 else self.pick(range(len(PROGRAMS))))
+        return LinkUpdate(Ref("link", j), Ref("prog", new), flags, old)
+
+    def linkdetach(self) -> Op | None:
+        attached, links = self.s.attached(), self.s.open_handles("link")
+        if not links:
+            return None
+        return LinkDetach(Ref("link", self.pick(attached if attached and self.odds(8)
+                                                else links)))
+
+    def close(self) -> Op | None:
+        handles = self.s.open_handles()
+        return Close(self.pick(handles)) if handles else None
+
+    def dup(self) -> Op | None:
+        handles = self.s.open_handles()
+        return Dup(self.pick(handles)) if handles else None
+
+    def pin(self) -> Op | None:
+        handles = self.s.open_handles()
+        free = [p for p in PINS if p not in self.s.pins]
+        obj = (Ref("link", self.pick(handles)) if handles and self.odds(8)
+               else Ref("prog", self.pick(self.progs)))
+        return Pin(obj, self.pick(free if free and self.odds(9) else PINS))
+
+    def unpin(self) -> Op | None:
+        return Unpin(self.pick(sorted(self.s.pins))) if self.s.pins else None
+
+    def objget(self) -> Op | None:
+        if not self.s.pins:
+            return None
+        return ObjGet(self.pick(sorted(self.s.pins)), 0 if self.odds(8) else self.draw(_FILE_FLAGS))
+
+    def getbyid(self) -> Op | None:
+        handles = [j for j, h in enumerate(self.s.handles) if h.ident in self.s.listed_now]
+        if not handles:
+            return None
+        flags = 0 if self.odds(9) else self.draw(_OPEN_FLAGS)
+        return GetById(Ref("link", self.pick(handles)), flags)
+
+    def mkdir(self) -> Op | None:
+        missing = self.s.missing()
+        return Mkdir(self.pick(missing)) if missing else None
+
+    def rmdir(self) -> Op | None:
+        leaves = self.s.leaves()
+        return Rmdir(self.pick(leaves)) if leaves else None
+
+
+@st.composite
+def step_for(draw: st.DrawFn, pair: Pair) -> Op:
+    """One step for the state ``pair`` is in."""
+    return Gen(draw, pair).op()
+
+
+_FAMILY_SETS = st.lists(st.sampled_from(sorted(FAMILIES)), min_size=1, max_size=3,
+                        unique=True).map(lambda f: tuple(sorted(f)))
 
 
 # --- running both -------------------------------------------------------------------------
 
 
 class Divergence(AssertionError):
-    """Host and model disagree; the message shows the steps so far and the difference."""
+    """Host and model disagree; the message shows the steps so far and the difference.
+    ``ops``: the steps, the last is the one after which they disagreed, unless ``final``
+    (they disagreed in the final observation, after every step); no steps and not final:
+    at the setup.  ``families``: the sequence's; ``made``: whether each step made a
+    handle (for :func:`minimise`)."""
+
+    def __init__(self, message: str, ops: Sequence[Op] = (), *, families: Sequence[str] = (),
+                 made: Sequence[bool] = (), final: bool = False) -> None:
+        super().__init__(message)
+        self.ops, self.made, self.families = list(ops), list(made), tuple(families)
+        self.final = final
 
 
 class Pair:
-    """The host and a fresh model machine, stepped together."""
+    """The host and a model machine, stepped together."""
 
+    FULL_EVERY = 8  # steps between observations of every attach type the sequence uses
     steps = 0  # steps run by every Pair of this process (the long fuzz reports it)
     outcomes: ClassVar[Counter[tuple[str, str]]] = Counter()  # (op, host result) -> count
 
-    def __init__(self, host: Kernel, model: Kernel | None = None) -> None:
+    def __init__(self, host: Kernel, model: Kernel, families: Sequence[str] = ()) -> None:
+        """``families``: the program families the steps use (also :meth:`choose`)."""
         try:  # fd 0 stands for "an open file that is not bpf", as in the model
             os.fstat(0)
         except OSError:
             os.open(os.devnull, os.O_RDONLY)  # takes the lowest free fd: 0
         self.trace: list[str] = []
+        self.ops: list[Op] = []
+        self.made: list[bool] = []  # per step: whether it made a handle
+        self.finishing = False
         self.sides: list[Side] = []
+        self.families: tuple[str, ...] = ()
+        self.family_progs: tuple[int, ...] = tuple(range(len(PROGRAMS)))
+        self.family_types: tuple[int, ...] = ATTACH_TYPES
+        self.types: set[int] = set()  # the attach types observed after each step
+        self.failed = False
         try:
             self.sides = [Side(host)]
-            self.sides.append(Side(model or ModelKernel()))
-            self.compare("setup", ("ok",), ("ok",))
+            self.sides.append(Side(model))
+            name = getattr(getattr(model, "profile", None), "name", repr(model))
+            self.compare(f"setup, model {name}", ("ok",), ("ok",))
+            if families:
+                self.choose(families)
         except BaseException:
             self.close()
             raise
 
-    def step(self, op: Op) -> None:
-        results = []
-        for side in self.sides:
-            results.append(attempt(functools.partial(op.run, side)))
-            side.settle()
-        Pair.steps += 1
-        Pair.outcomes[type(op).__name__, str(results[0][0])] += 1
-        self.compare(repr(op), *results)
+    def choose(self, families: Sequence[str]) -> None:
+        """The program families the steps use (:data:`FAMILIES`); their hooks are
+        observed from now on."""
+        self.families = tuple(families)
+        self.family_progs = tuple(i for f in families for i in FAMILIES[f][0])
+        self.family_types = tuple(at for f in families for at in FAMILIES[f][1])
+        self.types |= set(self.family_types)
+        self.compare(f"families {', '.join(self.families)}", ("ok",), ("ok",))
 
-    def compare(self, what: str, host: Result, model: Result) -> None:
+    def step(self, op: Op) -> None:
+        self.ops.append(op)
+        self.types |= op.types()
+        affects = op.affects(self.sides[0])
+        handles = len(self.sides[0].handles)
+        try:
+            results = []
+            for side in self.sides:
+                results.append(attempt(functools.partial(op.run, side)))
+                if op.mutates and results[-1][0] == "ok":
+                    side.settle()
+            self.made.append(len(self.sides[0].handles) > handles)
+            Pair.steps += 1
+            Pair.outcomes[type(op).__name__, str(results[0][0])] += 1
+            types: set[int] | None = set()  # no query: nothing changed
+            if len(self.ops) % self.FULL_EVERY == 0:
+                types = None
+            elif op.mutates and "ok" in (results[0][0], results[1][0]):
+                types = None if affects is None else affects & self.types
+            self.compare(repr(op), *results, types)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def compare(self, what: str, host: Result, model: Result,
+                types: Iterable[int] | None = None) -> None:
         self.trace.append(f"{len(self.trace):3} {what}: host {host}"
                           + ("" if host == model else f" <> model {model}"))
-        seen = [s.observe() for s in self.sides]
+        types = set(self.types if types is None else types)
+        seen = [s.observe(types) for s in self.sides]
         diff = [f"  {key}: host {seen[0].get(key)} <> model {seen[1].get(key)}"
                 for key in sorted(seen[0].keys() | seen[1].keys())
                 if seen[0].get(key) != seen[1].get(key)]
         if host != model or diff:
-            raise Divergence("host and model diverge:\n" + "\n".join(self.trace + diff))
+            self.failed = True
+            head = f"host and model diverge (families {', '.join(self.families)}):\n"
+            raise Divergence(head + "\n".join(self.trace + diff), self.ops,
+                             families=self.families, made=self.made, final=self.finishing)
+
+    def finish(self) -> None:
+        """The final observation: every attach type's queries (not after a failure)."""
+        if self.failed:
+            return
+        self.finishing = True
+        self.compare("end: every attach type", ("ok",), ("ok",), self.types | set(ATTACH_TYPES))
 
     def close(self) -> None:
         for side in self.sides:
             side.close()
 
 
-def run_pair(ops: Sequence[Op], host: Kernel | None = None) -> None:
-    """Run ``ops`` on the host and a fresh model; :class:`Divergence` at the first
-    difference."""
-    pair = Pair(host or cgbpf.host())
+def resolve(profile: Profile | str | None = None) -> Profile:
+    """The model's profile: a :class:`Profile`, a name for :meth:`Profile.of`, or the
+    calibrated one (``Profile.host()``, the default)."""
+    if isinstance(profile, Profile):
+        return profile
+    return Profile.of(profile or "host")
+
+
+def run_pair(ops: Sequence[Op], host: Kernel | None = None, *,
+             profile: Profile | str | None = None, families: Sequence[str] = (),
+             finish: bool = True) -> None:
+    """Run ``ops`` on the host and a fresh model (calibrated unless ``profile``), then
+    (if ``finish``) the final observation; :class:`Divergence` at the first difference."""
+    pair = Pair(host or cgbpf.host(), ModelKernel(resolve(profile)), families)
     try:
         for op in ops:
             pair.step(op)
+        if finish:
+            pair.finish()
     finally:
         pair.close()
 
 
+def renumber(op: Op, gone: int) -> Op:
+    """``op`` once handle ``gone`` is never made: later handles move down by one, and a
+    reference to ``gone`` names no fd."""
+    changes: dict[str, Any] = {}
+    for f in fields(op):
+        value = getattr(op, f.name)
+        if isinstance(value, Ref) and value.kind == "link":
+            k = int(value.key)
+            changes[f.name] = Ref("bad") if k == gone else Ref("link", k - 1) if k > gone else value
+        elif isinstance(value, Op):
+            changes[f.name] = renumber(value, gone)
+        elif isinstance(op, OnHandle) and f.name == "h":
+            changes[f.name] = BAD_FD if value == gone else value - 1 if value > gone else value
+    return dataclasses.replace(op, **changes)
+
+
+def without(ops: Sequence[Op], made: Sequence[bool], drop: Iterable[int]) -> list[Op]:
+    """``ops`` without the steps ``drop``, the later handle numbers adjusted."""
+    ops = list(ops)
+    for i in sorted(drop, reverse=True):
+        if made[i]:
+            gone = sum(made[:i])
+            ops[i + 1:] = [renumber(op, gone) for op in ops[i + 1:]]
+        del ops[i]
+    return ops
+
+
+def minimise(found: Divergence, host: Kernel, profile: Profile | str | None = None, *,
+             seconds: float = 60) -> Divergence:
+    """A shorter sequence with the same divergence: runs of ``found``'s steps left out
+    (ddmin: halves, quarters, ... single steps; handle numbers adjusted), as long as it
+    still diverges after a step of the same kind (or in the final observation, if that
+    is where ``found`` did); for at most ``seconds``.  Hypothesis's own shrinking needs
+    too many runs of a sequence on the real kernel."""
+    if not found.ops:
+        return found
+    deadline = time.monotonic() + seconds
+    best, kind = found, type(found.ops[-1])
+
+    def diverges(ops: list[Op]) -> Divergence | None:
+        try:
+            run_pair(ops, host, profile=profile, families=found.families, finish=found.final)
+        except Divergence as e:
+            if e.final == found.final and e.ops and (e.final or type(e.ops[-1]) is kind):
+                return e
+        return None
+
+    chunk = len(best.ops) // 2
+    while chunk >= 1 and time.monotonic() < deadline:
+        removed = False
+        start = len(best.ops) - (0 if best.final else 1) - chunk  # keep the diverging step
+        while start >= 0 and time.monotonic() < deadline:
+            smaller = diverges(without(best.ops, best.made, range(start, start + chunk)))
+            if smaller is not None:
+                best, removed = smaller, True
+            start -= chunk
+        if not removed:
+            chunk //= 2
+        else:
+            chunk = min(chunk, len(best.ops) // 2)
+    return best
+
+
 class Machine(RuleBasedStateMachine):
-    """Hypothesis drives a :class:`Pair` one :data:`OPS` step at a time."""
+    """Hypothesis drives a :class:`Pair`: the families first, then one step at a time,
+    each drawn for the state the pair is in."""
 
-    def __init__(self, host: Kernel) -> None:
+    def __init__(self, host: Kernel, profile: Profile) -> None:
         super().__init__()
-        self.pair = Pair(host)
+        self.pair = Pair(host, ModelKernel(profile))
 
-    @rule(op=OPS)
-    def step(self, op: Op) -> None:
-        self.pair.step(op)
+    @initialize(families=_FAMILY_SETS)
+    def choose(self, families: tuple[str, ...]) -> None:
+        self.pair.choose(families)
+
+    @rule(data=st.data())
+    def step(self, data: st.DataObject) -> None:
+        self.pair.step(data.draw(step_for(self.pair)))
 
     def teardown(self) -> None:
-        self.pair.close()
+        try:
+            self.pair.finish()
+        finally:
+            self.pair.close()
 
 
-def check(host: Kernel, *, examples: int, steps: int, derandomize: bool) -> None:
-    """``examples`` random sequences of up to ``steps`` steps; the first divergence is
-    minimised and raised."""
+def check(host: Kernel, *, examples: int, steps: int, derandomize: bool = False,
+          seed: int | None = None, profile: Profile | str | None = None,
+          shrink: bool = True) -> None:
+    """``examples`` random sequences of up to ``steps`` steps against the model of
+    ``profile`` (default: calibrated from the host, ``Profile.host()``); the first
+    divergence is minimised (unless not ``shrink``) and raised.  ``seed`` or
+    ``derandomize`` make the sequences the same every run."""
+    model = resolve(profile)
+
     class OnHost(Machine):
         def __init__(self) -> None:
-            super().__init__(host)
+            super().__init__(host, model)
 
-    run_state_machine_as_test(OnHost, settings=settings(
-        max_examples=examples, stateful_step_count=steps, derandomize=derandomize,
-        database=None, deadline=None, suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.generate, Phase.shrink]))
+    if seed is not None:
+        OnHost = hypothesis.seed(seed)(OnHost)
+    try:
+        run_state_machine_as_test(OnHost, settings=settings(
+            max_examples=examples, stateful_step_count=steps,
+            derandomize=derandomize and seed is None, database=None, deadline=None,
+            suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+            phases=[Phase.explicit, Phase.generate], verbosity=Verbosity.quiet))
+    except Divergence as e:
+        if not shrink or not e.ops:
+            raise
+        t0 = time.monotonic()
+        small = minimise(e, host, model)
+        raise Divergence(
+            f"minimised from {len(e.ops)} to {len(small.ops)} steps in "
+            f"{time.monotonic() - t0:.0f} s; " + str(small), small.ops, families=small.families,
+            made=small.made, final=small.final) from None
+
+
+def ok_table(outcomes: Counter[tuple[str, str]] | None = None) -> str:
+    """How often each kind of step succeeded on the host, and how the rest failed."""
+    outcomes = Pair.outcomes if outcomes is None else outcomes
+    lines = [f"{'step':11} {'runs':>6} {'ok':>5}  results"]
+    for op in sorted({op for op, _ in outcomes}):
+        seen = {r: n for (o, r), n in outcomes.items() if o == op}
+        total = sum(seen.values())
+        rest = " ".join(f"{r}:{n}" for r, n in sorted(seen.items(), key=lambda x: -x[1]))
+        lines.append(f"{op:11} {total:6} {seen.get('ok', 0) / total:5.0%}  {rest}")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -832,26 +1483,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10_000, help="total steps to run")
     parser.add_argument("--length", type=int, default=40, help="steps per sequence")
     parser.add_argument("--batch", type=int, default=25, help="sequences per batch")
+    parser.add_argument("--against", default="host", metavar="host|PROFILE",
+                        help="the model: 'host' (calibrated by probing this kernel, the"
+                             " default) or a named profile (cgbpf.model.profiles.NAMES)")
+    parser.add_argument("--with", dest="with_", action="append", default=[], metavar="FEATURE",
+                        help="add a feature to the model's profile (repeatable)")
+    parser.add_argument("--without", action="append", default=[], metavar="FEATURE",
+                        help="remove a feature from the model's profile (repeatable)")
+    parser.add_argument("--seed", type=int, help="batch i runs with seed SEED+i (default:"
+                                                 " a random SEED, printed)")
+    parser.add_argument("--no-shrink", dest="shrink", action="store_false",
+                        help="report a divergence as found, without minimising it")
+    parser.add_argument("--max-seconds", type=float, default=0,
+                        help="start no new batch after this long (0: no limit)")
     args = parser.parse_args(argv)
+    # a SIGTERM (a timeout) unwinds like Ctrl-C: the scratch cgroups and bpffs are removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    profile = resolve(args.against)
+    if args.with_:
+        profile = profile.with_(*args.with_)
+    if args.without:
+        profile = profile.without(*args.without)
+    seed = random.randrange(2**32) if args.seed is None else args.seed
+    print(f"model: {profile.name}; differs from this kernel in "
+          f"{Profile.diff(Profile.host(), profile) or 'nothing'}; seed {seed}", file=sys.stderr)
     host = cgbpf.host()
     found: dict[str, str] = {}
     start = time.monotonic()
-    while Pair.steps < args.steps:
+    for batch in itertools.count():
+        if Pair.steps >= args.steps or (
+                args.max_seconds and time.monotonic() - start > args.max_seconds):
+            break
         try:
-            check(host, examples=args.batch, steps=args.length, derandomize=False)
+            check(host, examples=args.batch, steps=args.length, seed=seed + batch,
+                  profile=profile, shrink=args.shrink)
         except Divergence as e:
             text = str(e)
-            found.setdefault(text.splitlines()[-1], text)
+            found.setdefault(text.splitlines()[-1], f"seed {seed + batch}: {text}")
             print(text, file=sys.stderr)
         print(f"{Pair.steps} steps, {len(found)} distinct divergences, "
               f"{time.monotonic() - start:.0f} s", file=sys.stderr)
     for text in found.values():
         print(text, end="\n\n")
-    ops = sorted({op for op, _ in Pair.outcomes})
-    for op in ops:
-        seen = {r: n for (o, r), n in Pair.outcomes.items() if o == op}
-        print(f"{op:11}", " ".join(f"{r}:{n}" for r, n in sorted(seen.items())))
-    print(f"{Pair.steps} steps run; {len(found)} distinct divergences")
+    print(ok_table())
+    print(f"{Pair.steps} steps run against model {profile.name}; "
+          f"{len(found)} distinct divergences")
     return 1 if found else 0
 
 
