@@ -139,6 +139,32 @@ class HostKernel:
     def cgroup_id(self, target: str | int) -> int:
         return os.stat(target).st_ino
 
+    def cgroup_children(self, path: str) -> dict[str, int]:
+        """Subdirectories on the same file system (a mount on one is not a cgroup); one
+        that goes during the listing is left out."""
+        dev, children = os.stat(path).st_dev, {}
+        with os.scandir(path) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        if st.st_dev == dev:
+                            children[entry.name] = st.st_ino
+                except FileNotFoundError:
+                    continue
+        return children
+
+    def move_process(self, cgroup_path: str, pid: int) -> None:
+        fd = os.open(os.path.join(cgroup_path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+
+    def cgroup_processes(self, cgroup_path: str) -> list[int]:
+        with open(os.path.join(cgroup_path, "cgroup.procs")) as f:
+            return [int(line) for line in f]
+
     def has_capability(self, name: str) -> bool:
         with open("/proc/self/status") as f:
             eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))

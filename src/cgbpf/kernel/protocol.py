@@ -69,6 +69,19 @@ class Kernel(Protocol):
         """The cgroup id of a cgroup2 directory, by path or open fd (its inode number)."""
         ...
 
+    def cgroup_children(self, path: str) -> dict[str, int]:
+        """The child cgroups of the cgroup2 directory ``path``: name -> cgroup id."""
+        ...
+
+    def move_process(self, cgroup_path: str, pid: int) -> None:
+        """Write ``pid`` to ``cgroup_path``/cgroup.procs: move that process (all its
+        threads; 0: the caller) into the cgroup.  ESRCH: no such process."""
+        ...
+
+    def cgroup_processes(self, cgroup_path: str) -> list[int]:
+        """The pids in ``cgroup_path``/cgroup.procs, as listed (unsorted)."""
+        ...
+
     def has_capability(self, name: str) -> bool:
         """Whether the calling process has capability ``name`` (e.g. "CAP_BPF")."""
         ...

@@ -6,6 +6,9 @@ and the effective array.  :meth:`Cgroup.commit` is the one place a change become
 revision + 1, mode reset when the list empties, effective arrays of the whole subtree
 recomputed (§6).
 
+Processes: ``procs`` holds the pids of the model processes in the cgroup (each process
+is in one cgroup, see :mod:`.process`); a cgroup with processes cannot be removed (EBUSY).
+
 Cgroup death (§12): ``rmdir`` takes the cgroup out of the tree at once (old directory fds
 see ENOENT); its BPF state is *released* later, as deferred kernel work, once nothing
 holds it: sockets created in it (:meth:`hold`/:meth:`unhold`) and child cgroups whose own
@@ -72,6 +75,7 @@ class Cgroup(Dir):
         self.released = False
         self.holds = 0  # sockets born here + child cgroups with unreleased state
         self.hooks: dict[int, Hook] = {}
+        self.procs: set[int] = set()  # pids of the processes in this cgroup
         for name in CONTROL_FILES:
             self.children[name] = Node(fs, 0o644, 0)
         if isinstance(parent, Cgroup):
@@ -105,12 +109,13 @@ class Cgroup(Dir):
         return {t for c in [self, *self.ancestors()] for t, h in c.hooks.items() if h.entries}
 
     def rmdir(self, name: str) -> None:
-        """rmdir is allowed with links and programs attached (§12); child cgroups: EBUSY."""
+        """rmdir is allowed with links and programs attached (§12); processes in it or
+        child cgroups: EBUSY."""
         child = self.children[name]
         if not isinstance(child, Cgroup):
             raise fail(errno.ENOTDIR)
-        if child.mounted is not None or any(isinstance(c, Cgroup)
-                                            for c in child.children.values()):
+        if child.mounted is not None or child.procs or any(isinstance(c, Cgroup)
+                                                           for c in child.children.values()):
             raise fail(errno.EBUSY)
         del self.children[name]
         child.alive = False

@@ -41,11 +41,12 @@ class ModelKernel:
         self._machine = Machine(profile, lag=lag, id_start=id_start)
         self._proc = self._spawn(caps, uid, umask)
 
-    def _spawn(self, caps: Iterable[str] | None, uid: int, umask: int) -> Process:
+    def _spawn(self, caps: Iterable[str] | None, uid: int, umask: int,
+               home: Cgroup | None = None) -> Process:
         m = self._machine
         m.next_pid += 1
         all_caps = frozenset(uapi.CAPABILITIES) if caps is None else frozenset(caps)
-        return Process(m, m.next_pid, all_caps, Cred(uid, umask))
+        return Process(m, m.next_pid, all_caps, Cred(uid, umask), home)
 
     def __repr__(self) -> str:
         return f"ModelKernel({self.profile.name!r}, pid={self._proc.pid})"
@@ -63,15 +64,17 @@ class ModelKernel:
     def process(self, *, caps: Iterable[str] | None = None, uid: int | None = None,
                 umask: int | None = None, fork: bool = False) -> ModelKernel:
         """Another process on the same machine, with its own fd table.  ``fork=True``
-        copies this process's fds (shared open files, like ``fork()``) and, unless
-        given, its credentials; otherwise it has all capabilities, uid 0 and umask 022."""
+        copies this process's fds (shared open files, like ``fork()``), its cgroup and,
+        unless given, its credentials; otherwise it has all capabilities, uid 0 and
+        umask 022, in the root cgroup."""
         parent = self._proc
         view = object.__new__(ModelKernel)
         view._machine = self._machine
         view._proc = view._spawn(
             caps if caps is not None else parent.caps if fork else None,
             uid if uid is not None else parent.cred.uid if fork else 0,
-            umask if umask is not None else parent.cred.umask if fork else 0o022)
+            umask if umask is not None else parent.cred.umask if fork else 0o022,
+            parent.home if fork else None)
         if fork:
             for fd, file in parent.fds.items():
                 view._proc.fds[fd] = file
@@ -181,6 +184,52 @@ class ModelKernel:
         self._enter()
         node = self._node(target)
         return node.ino if node is not None else self._proc.file(int(target)).ino
+
+    def _cgroup(self, path: str) -> Cgroup:
+        """The cgroup directory at ``path``: a file is ENOTDIR, another directory has no
+        cgroup.procs (ENOENT)."""
+        node = self._machine.vfs.lookup(path)
+        if not isinstance(node, Dir):
+            raise fail(errno.ENOTDIR)
+        if not isinstance(node, Cgroup):
+            raise fail(errno.ENOENT)
+        return node
+
+    def cgroup_children(self, path: str) -> dict[str, int]:
+        self._enter()
+        node = self._machine.vfs.lookup(path)
+        if not isinstance(node, Dir):
+            raise fail(errno.ENOTDIR)
+        if not node.may(self._proc.cred, R):
+            raise fail(errno.EACCES)
+        return {name: child.ino for name, child in node.children.items()
+                if isinstance(child, Dir) and child.mounted is None}
+
+    def move_process(self, cgroup_path: str, pid: int) -> None:
+        """As a write to cgroup.procs: opening it for writing (EACCES), the pid (EINVAL if
+        negative, ESRCH if no live process has it, 0 is the caller), then write access to
+        the cgroup.procs of the common ancestor of the two cgroups (EACCES)."""
+        self._enter()
+        cgroup, cred = self._cgroup(cgroup_path), self._proc.cred
+        if not cgroup.children["cgroup.procs"].may(cred, W):
+            raise fail(errno.EACCES)
+        if pid < 0:
+            raise fail(errno.EINVAL)
+        proc = self._proc if pid == 0 else self._machine.procs.get(pid)
+        if proc is None:
+            raise fail(errno.ESRCH)
+        src = [proc.home, *proc.home.ancestors()]
+        common = next(c for c in [cgroup, *cgroup.ancestors()] if c in src)
+        if not common.children["cgroup.procs"].may(cred, W):
+            raise fail(errno.EACCES)
+        proc.move_to(cgroup)
+
+    def cgroup_processes(self, cgroup_path: str) -> list[int]:
+        self._enter()
+        cgroup = self._cgroup(cgroup_path)
+        if not cgroup.children["cgroup.procs"].may(self._proc.cred, R):
+            raise fail(errno.EACCES)
+        return sorted(cgroup.procs)
 
     def has_capability(self, name: str) -> bool:
         return self._proc.capable(name)

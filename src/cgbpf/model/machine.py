@@ -12,6 +12,7 @@ the real kernel) passes and one that assumes a synchronous detach fails.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .. import uapi
 from .bpffs import new_mount
@@ -20,12 +21,16 @@ from .objects import IdSpace, Link, Map, Prog
 from .profiles import Profile
 from .vfs import Filesystem, Vfs
 
+if TYPE_CHECKING:
+    from .process import Process
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 BPFFS_ROOT = "/sys/fs/bpf"
 
 
 class Machine:
-    """Shared state: file systems, the program/map/link ID tables, the work queue."""
+    """Shared state: file systems, the program/map/link ID tables, the process table,
+    the work queue."""
 
     def __init__(self, profile: Profile, *, lag: int = 1, id_start: int = 1) -> None:
         self.profile = profile
@@ -40,6 +45,7 @@ class Machine:
         self.vfs.mount(self.vfs.root_dir(CGROUP_ROOT), self.cgroup_root)
         self.vfs.mount(self.vfs.root_dir(BPFFS_ROOT), new_mount())
         self.next_pid = 1
+        self.procs: dict[int, Process] = {}  # live processes by pid
 
     def defer(self, work: Callable[[], None]) -> None:
         """Queue kernel work (RCU callback + workqueue) to run after ``lag`` more calls."""

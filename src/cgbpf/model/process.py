@@ -161,9 +161,12 @@ def verified_insns(prog: Prog) -> int:
 
 
 class Process:
-    """A process: credentials, capabilities and an fd table (0-2 are open "other" files)."""
+    """A process: credentials, capabilities, an fd table (0-2 are open "other" files) and
+    the cgroup it is in (``home``: the root cgroup unless given); it is in the machine's
+    process table until it exits."""
 
-    def __init__(self, machine: Machine, pid: int, caps: frozenset[str], cred: Cred) -> None:
+    def __init__(self, machine: Machine, pid: int, caps: frozenset[str], cred: Cred,
+                 home: Cgroup | None = None) -> None:
         unknown = caps - uapi.CAPABILITIES.keys()
         if unknown:
             raise ValueError(f"unknown capabilities {sorted(unknown)};"
@@ -171,6 +174,9 @@ class Process:
         self.machine, self.pid, self.caps, self.cred = machine, pid, caps, cred
         self.fds: dict[int, File] = {}
         self.exited = False
+        self.home = machine.cgroup_root
+        self.move_to(home or machine.cgroup_root)
+        machine.procs[pid] = self
         stdio = File()
         for _ in range(3):
             self.install(stdio)
@@ -214,9 +220,18 @@ class Process:
             file.release()
 
     def exit(self) -> None:
+        """Exit (and be reaped): fds closed, out of its cgroup and the process table."""
         for fd in sorted(self.fds):
             self.close(fd)
         self.exited = True
+        self.home.procs.discard(self.pid)
+        self.machine.procs.pop(self.pid, None)
+
+    def move_to(self, cgroup: Cgroup) -> None:
+        """Into ``cgroup`` (a write of its pid to cgroup.procs, checked by the caller)."""
+        self.home.procs.discard(self.pid)
+        cgroup.procs.add(self.pid)
+        self.home = cgroup
 
     # --- fds as the bpf commands resolve them ----------------------------------------
 
