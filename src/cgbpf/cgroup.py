@@ -1,4 +1,5 @@
-"""cgroup v2 directories as attachment targets: link, legacy attach/detach, query."""
+"""cgroup v2 directories as attachment targets: link, legacy attach/detach, query; found
+by path or id; their processes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Literal, overload
 
 from . import _bpf, _check, _sys, uapi
 from ._fd import FdObject
-from .errors import BpfError, NotACgroup2
+from .errors import BpfError, LinkDefunct, NotACgroup2
 from .fallback import LegacyLink
 from .kernel import Kernel, default_kernel, probe
 from .kernel.protocol import BPF_FS_MAGIC, CGROUP1_MAGIC, CGROUP2_MAGIC
@@ -91,6 +92,37 @@ class _Placement:
         return cls(flags, rel, expected_revision)
 
 
+#: Why writing a pid to cgroup.procs fails, by errno.
+_MOVE_HINTS = {
+    errno.ESRCH: "no process has that pid (it may have exited)",
+    errno.ENOENT: "the cgroup was removed",
+    errno.EINVAL: "a negative pid, or a kernel thread (they stay in the root cgroup)",
+    errno.EBUSY: "cgroup v2 keeps processes out of a cgroup that enables controllers for "
+    "its children (cgroup.subtree_control)",
+    errno.EACCES: "moving needs write access to cgroup.procs of this cgroup and of the "
+    "common ancestor of the process's cgroup and this one",
+}
+
+
+def _find(k: Kernel, cgroup_id: int) -> str | None:
+    """The path of the cgroup with that id: a walk of the cgroup2 tree, breadth first
+    (a cgroup removed during the walk is passed over)."""
+    todo = [k.cgroup_root]
+    if k.cgroup_id(todo[0]) == cgroup_id:
+        return todo[0]
+    while todo:
+        path = todo.pop(0)
+        try:
+            children = k.cgroup_children(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name, child_id in children.items():
+            if child_id == cgroup_id:
+                return os.path.join(path, name)
+            todo.append(os.path.join(path, name))
+    return None
+
+
 def _not_cgroup2(k: Kernel, path: str, magic: int) -> NotACgroup2:
     what = {CGROUP1_MAGIC: "a cgroup v1 hierarchy", BPF_FS_MAGIC: "a bpffs"}.get(
         magic, f"a filesystem of type {magic:#x}")
@@ -163,6 +195,60 @@ class Cgroup(FdObject):
         except OSError as e:
             raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="mkdir") from e
         return cls.open(path, kernel=k)
+
+    @classmethod
+    def from_id(cls, cgroup_id: int, *, kernel: Kernel | None = None) -> Cgroup:
+        """Open the cgroup whose id is ``cgroup_id`` (as :attr:`id`, ``LinkInfo.cgroup_id``
+        and ``bpf_get_current_cgroup_id`` give it), found by walking the cgroup2 tree;
+        ENOENT if none has it.  Linux 5.5 (the id is the directory's inode number)."""
+        _check.arg("Cgroup.from_id", "cgroup_id", cgroup_id, int, "an int cgroup id")
+        k = kernel or default_kernel()
+        path = _find(k, cgroup_id)
+        if path is not None:
+            cg = cls.open(path, kernel=k)
+            if cg.id == cgroup_id:
+                return cg
+            cg.close()  # replaced or renamed since the walk
+        raise BpfError(errno.ENOENT, f"cgroup id {cgroup_id}", command="open",
+                       hint=f"no cgroup below {k.cgroup_root} has that id (it may have "
+                       "been removed)")
+
+    @classmethod
+    def from_link(cls, link: Link | LegacyLink) -> Cgroup:
+        """Open the cgroup ``link`` is attached to (its info's cgroup id, then
+        :meth:`from_id`); :class:`LinkDefunct` once the link is detached.  Linux 5.8."""
+        _check.arg("Cgroup.from_link", "link", link, (Link, LegacyLink), "a cgbpf.Link")
+        info = link.info()
+        if info.cgroup_id is None:
+            raise BpfError(errno.EINVAL, f"{link!r} is a {uapi.name_of(info.type)} link",
+                           command="open", hint="only a cgroup link has a cgroup")
+        if info.cgroup_id == 0:
+            raise LinkDefunct(errno.ENOLINK, f"{link!r}", command="open",
+                              hint="the link was detached or its cgroup was removed")
+        return cls.from_id(info.cgroup_id, kernel=link.kernel)
+
+    def add_process(self, pid: int) -> None:
+        """Move process ``pid`` (with all its threads; 0: the caller) into this cgroup:
+        write it to cgroup.procs.  ESRCH if there is no such process.  Linux 4.5."""
+        _check.arg("Cgroup.add_process", "pid", pid, int, "an int pid")
+        self.fd  # noqa: B018 - ClosedError on a closed cgroup
+        try:
+            self.kernel.move_process(self.path, pid)
+        except OSError as e:
+            err = e.errno or errno.EIO
+            raise BpfError(err, f"pid {pid} into {self.path}", command="cgroup.procs",
+                           hint=_MOVE_HINTS.get(err, "")) from e
+
+    def processes(self) -> list[int]:
+        """The pids of the processes in this cgroup (not its descendants), from
+        cgroup.procs, sorted.  Linux 4.5."""
+        self.fd  # noqa: B018 - ClosedError on a closed cgroup
+        try:
+            return sorted(set(self.kernel.cgroup_processes(self.path)))
+        except OSError as e:
+            raise BpfError(e.errno or errno.EIO, f"processes of {self.path}",
+                           command="cgroup.procs", hint="the cgroup was removed"
+                           if e.errno == errno.ENOENT else "") from e
 
     def remove(self) -> None:
         """rmdir the cgroup and close this fd.  Its links are auto-detached (and become
