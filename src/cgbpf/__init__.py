@@ -17,12 +17,12 @@ Objects (each owns an fd, like ``socket.socket``: ``fileno``, ``close``, ``with`
 ``dup``): :class:`Program`, :class:`Map`, :class:`Cgroup` (``link``, ``attach``,
 ``detach``, ``query``), :class:`Link` (``update``, ``pin``, ``detach``, ``info``) and
 :class:`LegacyLink`, its stand-in on kernels without cgroup links.  Listing:
-:func:`links`.  Kernels: :func:`host` (the real one, bpf(2) via ctypes) and
-``cgbpf.model(...)``, the model kernel (pure Python, no privileges; ``model("host")``
-models the running kernel).  Errors: :class:`BpfError` and its subclasses, each an
-``OSError`` with the kernel's errno.  Features are probed (:mod:`cgbpf.kernel.probe`);
-each docstring says the first Linux release a call needs.  Kernel behaviour, as
-measured: docs/kernel.md in the source tree.
+:func:`programs`, :func:`maps`, :func:`links`.  Kernels: :func:`host` (the real one,
+bpf(2) via ctypes) and ``cgbpf.model(...)``, the model kernel (pure Python, no
+privileges; ``model("host")`` models the running kernel).  Errors: :class:`BpfError`
+and its subclasses, each an ``OSError`` with the kernel's errno.  Features are probed
+(:mod:`cgbpf.kernel.probe`); each docstring says the first Linux release a call needs.
+Kernel behaviour, as measured: docs/kernel.md in the source tree.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -42,8 +42,8 @@ from .errors import (
 from .fallback import FallbackWarning, LegacyLink
 from .kernel import Kernel, default_kernel, host
 from .link import Link, LinkInfo, LinkLeakWarning, links
-from .map import Map, MapInfo
-from .program import Program, ProgramInfo
+from .map import Map, MapInfo, maps
+from .program import Program, ProgramInfo, programs
 from .uapi import AttachMode, AttachType, LinkType, MapType, ProgType
 
 if TYPE_CHECKING:
@@ -98,5 +98,7 @@ __all__ = [
     "default_kernel",
     "host",
     "links",
+    "maps",
     "model",
+    "programs",
 ]

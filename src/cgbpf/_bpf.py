@@ -159,6 +159,25 @@ def fd_by_id(k: Kernel, cmd: Cmd, obj_id: int, what: str) -> int:
     return call(k, cmd, lambda: _sys.fd_by_id(k, cmd, obj_id), f"{what} id {obj_id}")
 
 
+def infos(k: Kernel, next_cmd: Cmd, by_id: Cmd, what: str,
+          read: Callable[[Kernel, int], T]) -> Iterator[T]:
+    """``read(k, fd)`` of every object of a kind, in id order: the id walk
+    (``next_cmd``), an fd for each (``by_id``; closed before the info is yielded).  An
+    object freed between its id and its fd is skipped."""
+    for obj_id in next_ids(k, next_cmd):
+        try:
+            fd = fd_by_id(k, by_id, obj_id, what)
+        except BpfError as e:
+            if e.errno == errno.ENOENT:
+                continue
+            raise
+        try:
+            info = read(k, fd)
+        finally:
+            k.close(fd)
+        yield info
+
+
 # --------------------------------------------------------------------------- attach
 
 #: Errors of requests that take ``expected_revision`` (§5).

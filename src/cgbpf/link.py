@@ -198,14 +198,4 @@ def links(*, kernel: Kernel | None = None) -> Iterator[LinkInfo]:
     during the walk are skipped.  Needs CAP_SYS_ADMIN; Linux 5.8."""
     k = kernel or default_kernel()
     probe.require(k, probe.LINK_INFO)
-    for link_id in _bpf.next_ids(k, Cmd.LINK_GET_NEXT_ID):
-        try:
-            fd = _bpf.fd_by_id(k, Cmd.LINK_GET_FD_BY_ID, link_id, "link")
-        except BpfError as e:
-            if e.errno == errno.ENOENT:
-                continue
-            raise
-        try:
-            yield _info(k, fd)
-        finally:
-            k.close(fd)
+    return _bpf.infos(k, Cmd.LINK_GET_NEXT_ID, Link.by_id, "link", _info)

@@ -1,10 +1,11 @@
-"""BPF maps (ARRAY, HASH): create, look up, update, delete; find by id or pin.
+"""BPF maps (ARRAY, HASH): create, look up, update, delete; find by id or pin; list.
 Programs use them as counters; a map fd goes into ``asm.ld_map_fd``."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import _bpf, _check, _sys, uapi
@@ -59,11 +60,8 @@ class Map(BpfObject):
             max_entries=max_entries, map_flags=flags, name=name.encode()), detail))
 
     def info(self) -> MapInfo:
-        raw = uapi.MapInfo()
-        _bpf.get_info(self.kernel, self.fd, raw, f"map fd {self.fd}")
-        return MapInfo(int(raw.id), as_enum(MapType, raw.type), int(raw.key_size),
-                       int(raw.value_size), int(raw.max_entries),
-                       raw.name.decode(errors="replace"))
+        """OBJ_GET_INFO_BY_FD: id, type, sizes and name as the kernel reports them."""
+        return _info(self.kernel, self.fd)
 
     def _elem(self, cmd: Cmd, key: bytes, value: ctypes.Array[ctypes.c_char] | None,
               flags: int = 0) -> None:
@@ -97,3 +95,17 @@ class Map(BpfObject):
     def delete(self, key: bytes) -> None:
         """MAP_DELETE_ELEM (ARRAY maps refuse with EINVAL, as the kernel does)."""
         self._elem(Cmd.MAP_DELETE_ELEM, key, None)
+
+
+def _info(k: Kernel, fd: int) -> MapInfo:
+    raw = uapi.MapInfo()
+    _bpf.get_info(k, fd, raw, f"map fd {fd}")
+    return MapInfo(int(raw.id), as_enum(MapType, raw.type), int(raw.key_size),
+                   int(raw.value_size), int(raw.max_entries), raw.name.decode(errors="replace"))
+
+
+def maps(*, kernel: Kernel | None = None) -> Iterator[MapInfo]:
+    """Every map on the system (all types), via MAP_GET_NEXT_ID, in id order.  Maps that
+    vanish during the walk are skipped.  Needs CAP_SYS_ADMIN; Linux 4.13."""
+    k = kernel or default_kernel()
+    return _bpf.infos(k, Cmd.MAP_GET_NEXT_ID, Map.by_id, "map", _info)

@@ -1,11 +1,12 @@
-"""BPF programs: load (from bytes or :mod:`cgbpf.asm` lists), find by id or pin, inspect."""
+"""BPF programs: load (from bytes or :mod:`cgbpf.asm` lists), find by id or pin, inspect,
+list."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from . import _bpf, _check, _sys, asm, uapi
@@ -97,6 +98,13 @@ def _info(k: Kernel, fd: int) -> ProgramInfo:
     _bpf.get_info(k, fd, raw, f"program fd {fd}")
     return ProgramInfo(int(raw.id), as_enum(ProgType, raw.type), bytes(raw.tag).hex(),
                        raw.name.decode(errors="replace"))
+
+
+def programs(*, kernel: Kernel | None = None) -> Iterator[ProgramInfo]:
+    """Every program loaded on the system (all types), via PROG_GET_NEXT_ID, in id order.
+    Programs that vanish during the walk are skipped.  Needs CAP_SYS_ADMIN; Linux 4.13."""
+    k = kernel or default_kernel()
+    return _bpf.infos(k, Cmd.PROG_GET_NEXT_ID, Program.by_id, "program", _info)
 
 
 def _load_needs(prog_type: int) -> tuple[str, ...]:
