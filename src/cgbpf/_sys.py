@@ -54,10 +54,10 @@ def map_create(k: Kernel, *, map_type: int, key_size: int, value_size: int, max_
         map_flags=map_flags, map_name=name[: uapi.BPF_OBJ_NAME_LEN - 1]))
 
 
-def map_elem(k: Kernel, cmd: Cmd, map_fd: int, key: Buffer, value: Buffer | None = None,
-             flags: int = 0) -> None:
+def map_elem(k: Kernel, cmd: Cmd, map_fd: int, key: Buffer | None,
+             value: Buffer | None = None, flags: int = 0) -> None:
     """MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM or MAP_GET_NEXT_KEY (``value``
-    is the next key's buffer there)."""
+    is the next key's buffer there; no ``key``: the first key, Linux 4.12)."""
     k.bpf(cmd, uapi.MapElemAttr(map_fd=map_fd, key=addr(key), value=addr(value), flags=flags))
 
 

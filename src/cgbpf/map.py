@@ -1,5 +1,5 @@
-"""BPF maps (ARRAY, HASH): create, look up, update, delete; find by id or pin; list.
-Programs use them as counters; a map fd goes into ``asm.ld_map_fd``."""
+"""BPF maps (ARRAY, HASH): create, look up, update, delete, iterate; find by id or pin;
+list.  Programs use them as counters; a map fd goes into ``asm.ld_map_fd``."""
 
 from __future__ import annotations
 
@@ -95,6 +95,49 @@ class Map(BpfObject):
     def delete(self, key: bytes) -> None:
         """MAP_DELETE_ELEM (ARRAY maps refuse with EINVAL, as the kernel does)."""
         self._elem(Cmd.MAP_DELETE_ELEM, key, None)
+
+    def _next_key(self, key: bytes | None) -> bytes | None:
+        """MAP_GET_NEXT_KEY: the key after ``key`` (None: the first key); None at the end.
+        The kernel starts again from the first key when ``key`` is absent (a HASH key
+        deleted since) and, for an ARRAY, when it is out of range."""
+        kb = None if key is None else ctypes.create_string_buffer(key, len(key))
+        out = ctypes.create_string_buffer(self.key_size)
+        try:
+            _bpf.call(self.kernel, Cmd.MAP_GET_NEXT_KEY, lambda: _sys.map_elem(
+                self.kernel, Cmd.MAP_GET_NEXT_KEY, self.fd, kb, out),
+                lambda: f"{self!r} " + ("first key" if key is None else f"after key {key.hex()}"))
+        except BpfError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+        return out.raw
+
+    def keys(self) -> Iterator[bytes]:
+        """Every key, in the kernel's order (index order for an ARRAY, bucket order for a
+        HASH), through MAP_GET_NEXT_KEY from the first key.  Each key comes once: when the
+        key just given is deleted during the walk (as in ``for k in m: m.delete(k)``) the
+        kernel starts again from the first key, and the keys already given are passed
+        over.  Keys added during the walk may or may not come.  Linux 4.12."""
+        seen: set[bytes] | None = None if self.type == MapType.ARRAY else set()
+        key = self._next_key(None)
+        while key is not None:
+            if seen is None or key not in seen:
+                if seen is not None:
+                    seen.add(key)
+                yield key
+            key = self._next_key(key)
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The keys: ``iter(m)`` is :meth:`keys`."""
+        return self.keys()
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` for every key, as :meth:`keys` walks them; a key deleted
+        between the walk and its lookup is skipped.  Linux 4.12."""
+        for key in self.keys():
+            value = self.lookup(key)
+            if value is not None:
+                yield key, value
 
 
 def _info(k: Kernel, fd: int) -> MapInfo:
