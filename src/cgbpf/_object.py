@@ -1,5 +1,5 @@
 """The base of programs, maps and links: a bpf object behind an fd, found by id or pin,
-described by OBJ_GET_INFO_BY_FD."""
+pinned and unpinned, described by OBJ_GET_INFO_BY_FD."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ class BpfObject(FdObject):
         """Own ``fd``; ``info`` describes the object where the kernel cannot (links on
         5.7), else it is read from the kernel."""
         super().__init__(kernel, fd)
+        #: Paths where this object pinned the kernel object (or opened it from).
+        self.pins: list[str] = []
         try:
             self._describe(self.info() if info is None else info)
         except BaseException:
@@ -62,8 +64,8 @@ class BpfObject(FdObject):
 
     @classmethod
     def from_pin(cls: type[Obj], path: str, *, kernel: Kernel | None = None) -> Obj:
-        """OBJ_GET: a new fd (owner) for the object pinned at ``path``; EINVAL if another
-        kind of object is pinned there."""
+        """OBJ_GET: a new fd (owner) for the object pinned at ``path`` (then in
+        :attr:`pins`); EINVAL if another kind of object is pinned there."""
         path = _check.path(f"{cls.__name__}.from_pin", "path", path)
         k = kernel or default_kernel()
         fd = _bpf.obj_get(k, path)
@@ -72,9 +74,31 @@ class BpfObject(FdObject):
             k.close(fd)
             raise BpfError(errno.EINVAL, f"{path} holds a {actual}, not a {cls.kind}",
                            command="OBJ_GET", hint=f"open it as a {actual}")
-        return cls(k, fd)
+        obj = cls(k, fd)
+        obj.pins.append(path)
+        return obj
 
     def pin(self, path: str) -> None:
-        """OBJ_PIN at ``path`` on a bpffs mount: the object lives on without fds."""
+        """OBJ_PIN at ``path`` on a bpffs mount: the object lives on without fds, until
+        :meth:`unpin`.  Linux 4.4."""
         path = _check.path(f"{type(self).__name__}.pin", "path", path)
         _bpf.obj_pin(self.kernel, self.fd, path, repr(self))
+        self.pins.append(path)
+
+    def unpin(self, path: str | None = None) -> None:
+        """Remove a pin (unlink on bpffs; default: the one this object made or opened
+        last).  With no pin and no fd left, the kernel frees the object.  Linux 4.4."""
+        name = f"{type(self).__name__}.unpin"
+        if path is None:
+            if not self.pins:
+                raise BpfError(errno.ENOENT, f"{self!r} has no pin known to this object",
+                               command="unlink", hint="pass the pin's path")
+            path = self.pins[-1]
+        path = _check.path(name, "path", path)
+        try:
+            self.kernel.unlink(path)
+        except OSError as e:
+            raise BpfError(e.errno or errno.EIO, f"{self!r} pin {path}",
+                           command="unlink") from e
+        if path in self.pins:
+            self.pins.remove(path)

@@ -97,8 +97,6 @@ class Link(BpfObject):
     def _describe(self, info: LinkInfo) -> None:
         self.id, self.attach_type = info.id, info.attach_type
         self._prog_id, self._cgroup_id = info.prog_id, info.cgroup_id
-        #: Paths where this object pinned the link (or opened it from).
-        self.pins: list[str] = []
 
     def __repr__(self) -> str:
         at = uapi.name_of(self.attach_type) if self.attach_type is not None else "?"
@@ -114,14 +112,6 @@ class Link(BpfObject):
         return (f"unclosed {self!r}: collecting it closes its fd, which detaches program "
                 f"{self._prog_id} from cgroup {self._cgroup_id} unless another fd or a pin "
                 "holds the link; close() it explicitly, or pin() it to keep it attached")
-
-    @classmethod
-    def from_pin(cls, path: str, *, kernel: Kernel | None = None) -> Link:
-        """OBJ_GET of a pinned link: a new owner.  EINVAL if ``path`` holds another kind
-        of object."""
-        link = super().from_pin(path, kernel=kernel)
-        link.pins.append(path)
-        return link
 
     @classmethod
     def from_id(cls, obj_id: int, *, kernel: Kernel | None = None) -> Link:
@@ -176,21 +166,14 @@ class Link(BpfObject):
         self._cgroup_id = 0
 
     def pin(self, path: str) -> None:
-        """OBJ_PIN on bpffs: the link then outlives every fd, until :meth:`unpin`."""
+        """OBJ_PIN on bpffs: the link then outlives every fd (it stays attached after
+        this process exits), until :meth:`unpin`.  Linux 5.7."""
         super().pin(path)
-        self.pins.append(path)
 
     def unpin(self, path: str | None = None) -> None:
         """Remove a pin (default: the one this object made or opened last).  With no fd
         left, the kernel then detaches the link asynchronously."""
-        if path is None:
-            if not self.pins:
-                raise BpfError(errno.ENOENT, f"{self!r} has no pin known to this object",
-                               hint="pass the pin's path")
-            path = self.pins[-1]
-        self.kernel.unlink(path)
-        if path in self.pins:
-            self.pins.remove(path)
+        super().unpin(path)
 
 
 def links(*, kernel: Kernel | None = None) -> Iterator[LinkInfo]:
