@@ -128,8 +128,8 @@ class HostKernel:
     def fd_kind(self, fd: int) -> str:
         try:
             return _KINDS.get(os.readlink(f"/proc/self/fd/{fd}"), "other")
-        except FileNotFoundError:
-            raise OSError(errno.EBADF, os.strerror(errno.EBADF), f"fd {fd}") from None
+        except FileNotFoundError as e:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF), f"fd {fd}") from e
 
     def fdinfo(self, fd: int) -> dict[str, str]:
         with open(f"/proc/self/fdinfo/{fd}") as f:
