@@ -17,7 +17,18 @@ from typing import Any
 import pytest
 
 import cgbpf
-from cgbpf import BpfError, Cgroup, LinkDefunct, Map, MapType, Program, _sys
+from cgbpf import (
+    AttachType,
+    BpfError,
+    Cgroup,
+    LinkDefunct,
+    Map,
+    MapType,
+    Program,
+    ProgType,
+    _sys,
+    asm,
+)
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel
 from cgbpf.model import ModelKernel
@@ -377,3 +388,18 @@ def test_unpin_programs_and_maps(kernel: Kernel, scratch: Scratch, what: str) ->
         assert again.pins == []
     poll(lambda: obj_id not in {i.id for i in walk(kernel=kernel)},
          f"the {what} is freed once its last pin and fd are gone")
+
+
+def test_program_info_beyond_id_type_tag_name(kernel: Kernel) -> None:
+    """Load time, uid, map ids, instruction counts, jited, run statistics (0 unless
+    kernel.bpf_stats_enabled), verified instructions."""
+    before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    with Map.create(MapType.ARRAY, key_size=4, value_size=8, max_entries=1,
+                    kernel=kernel) as m, Program.load(
+            asm.counter_program(m), ProgType.CGROUP_SKB,
+            expected_attach_type=AttachType.CGROUP_INET_EGRESS, kernel=kernel) as p:
+        info = p.info()
+        assert before <= info.load_time <= time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        assert (info.created_by_uid, info.map_ids, info.jited) == (os.geteuid(), (m.id,), True)
+        assert info.insns >= 11 and info.verified_insns == 10
+        assert (info.run_cnt, info.run_time_ns) == (0, 0)  # never run (or stats off)

@@ -23,12 +23,24 @@ Instructions = bytes | Iterable[asm.Item]
 
 @dataclass(frozen=True)
 class ProgramInfo:
-    """OBJ_GET_INFO_BY_FD of a program (the fields cgbpf uses)."""
+    """OBJ_GET_INFO_BY_FD of a program.  ``load_time`` is in ns since boot; ``insns`` the
+    number of instructions as translated (the kernel rewrites some, e.g. inlined map
+    lookups; the model reports those loaded); ``jited`` whether it runs as machine code; the
+    run statistics count only while ``kernel.bpf_stats_enabled`` is on (5.1);
+    ``verified_insns`` needs Linux 5.16 (0 before)."""
 
     id: int
     type: ProgType | int
     tag: str
     name: str
+    load_time: int = 0
+    created_by_uid: int = 0
+    map_ids: tuple[int, ...] = ()
+    insns: int = 0
+    jited: bool = False
+    run_time_ns: int = 0
+    run_cnt: int = 0
+    verified_insns: int = 0
 
 
 class Program(BpfObject):
@@ -94,10 +106,20 @@ class Program(BpfObject):
 
 
 def _info(k: Kernel, fd: int) -> ProgramInfo:
+    """One GET_INFO_BY_FD, and a second for the map ids if the program uses maps."""
     raw = uapi.ProgInfo()
     _bpf.get_info(k, fd, raw, f"program fd {fd}")
+    map_ids: tuple[int, ...] = ()
+    if raw.nr_map_ids:
+        ids = (ctypes.c_uint32 * raw.nr_map_ids)()
+        again = uapi.ProgInfo(nr_map_ids=raw.nr_map_ids, map_ids=ctypes.addressof(ids))
+        _bpf.get_info(k, fd, again, f"program fd {fd} map ids")
+        map_ids = tuple(ids[: min(again.nr_map_ids, raw.nr_map_ids)])
     return ProgramInfo(int(raw.id), as_enum(ProgType, raw.type), bytes(raw.tag).hex(),
-                       raw.name.decode(errors="replace"))
+                       raw.name.decode(errors="replace"), int(raw.load_time),
+                       int(raw.created_by_uid), map_ids, int(raw.xlated_prog_len) // 8,
+                       raw.jited_prog_len > 0, int(raw.run_time_ns), int(raw.run_cnt),
+                       int(raw.verified_insns))
 
 
 def programs(*, kernel: Kernel | None = None) -> Iterator[ProgramInfo]:

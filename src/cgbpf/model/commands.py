@@ -19,7 +19,7 @@ from ..uapi import Cmd
 from . import attach, bpffs, memory, verifier
 from .memory import Attr, fail
 from .objects import IdSpace, Link, Map, Obj, Prog
-from .process import ObjFile, Process, open_flags
+from .process import ObjFile, Process, open_flags, verified_insns
 from .vfs import PATH_MAX, Dir, R, W
 
 Handler = Callable[[Process, Attr], int]
@@ -383,9 +383,11 @@ def _fill_prog(info: Any, prog: Any, user: Any) -> None:
     when it passed them (``xlated_prog_insns``/``map_ids`` with a non-zero length)."""
     info.tag[:] = list(prog.tag)
     info.name = prog.name
-    info.created_by_uid = prog.uid
-    # fdinfo says prog_jited 1, as the host, but the model has no machine code to report
-    info.jited_prog_len, info.xlated_prog_len = 0, len(prog.insns)
+    info.created_by_uid, info.load_time = prog.uid, prog.load_time
+    # JITed, as fdinfo's prog_jited 1 says (JIT always on, as measured): the model has no
+    # machine code, so its length stands in and jited_prog_insns is never written
+    info.jited_prog_len, info.xlated_prog_len = len(prog.insns), len(prog.insns)
+    info.verified_insns = verified_insns(prog)  # the run statistics stay 0: nothing runs
     if user.xlated_prog_len and user.xlated_prog_insns:
         memory.write(user.xlated_prog_insns, prog.insns[: user.xlated_prog_len])
     ids = [m.id for m in prog.maps]

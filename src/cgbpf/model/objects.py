@@ -13,6 +13,7 @@ E2BIG/ENOENT/EEXIST rules; no map flags are supported.
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -170,6 +171,8 @@ class Prog(Obj):
         super().__init__(ids, defer)
         self.type, self.expected_attach_type = prog_type, expected_attach_type
         self.insns, self.tag, self.name, self.uid = insns, tag, name, uid
+        #: ns since boot, as ``bpf_prog_info.load_time``
+        self.load_time = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         #: §2.1 note (a): a CGROUP_SKB EGRESS prog that may return 2 or 3.
         self.enforce_eat = enforce_eat
         self.maps = [m.get() for m in maps]
