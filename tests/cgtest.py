@@ -1,55 +1,17 @@
-"""Programs and checks shared by the tests: counting programs and real traffic."""
+"""Programs and checks shared by the tests: counting programs and real traffic; the
+host/model helpers come from the plugin (cgbpf.testing.pytest_plugin)."""
 
 from __future__ import annotations
 
-import os
 import struct
 
-import pytest
-
-import cgbpf
 from cgbpf import AttachType, Cgroup, Map, MapType, Program, ProgType, asm
-from cgbpf._traffic import send_from
-from cgbpf.kernel import Kernel, probe
+from cgbpf.kernel import Kernel
+from cgbpf.testing import send_from
+from cgbpf.testing.pytest_plugin import CI, host_only, host_problem, need_host, requires
 
-#: For tests that need programs to run, real processes or real capabilities: runs them on
-#: the host only (the ``kernel`` fixture of conftest, parametrised indirectly).
-host_only = pytest.mark.parametrize("kernel", ["host"], indirect=True)
-
-__all__ = ["EGRESS", "INGRESS", "OK", "Counters", "host_only", "load", "need_host", "requires"]
-CI = os.environ.get("CI") == "true"
-
-
-def host_problem() -> str | None:
-    """Why the real kernel cannot be tested here, or None."""
-    if os.geteuid() != 0:
-        return "host tests need root (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF)"
-    try:
-        cgbpf.host()
-    except cgbpf.BpfError as e:
-        return str(e)
-    return None
-
-
-def need_host() -> Kernel:
-    problem = host_problem()
-    if problem:
-        if CI:
-            pytest.fail(f"CI=true and the host kernel cannot be tested: {problem}")
-        pytest.skip(problem)
-    return cgbpf.host()
-
-
-def requires(kernel: Kernel, *features: str) -> None:
-    """Skip the test where cgbpf's own probe says ``kernel`` lacks one of ``features``
-    (keys of :data:`cgbpf.kernel.probe.FEATURES`), naming the feature and its first
-    kernel.  Only a definite "absent" skips: present, or could not tell, and the test
-    runs (and fails if the behaviour is wrong)."""
-    for key in features:
-        if probe.check(kernel, key) is False:
-            f = probe.FEATURES[key]
-            pytest.skip(f"{kernel!r} lacks {f.name} ({key}, since {f.since};"
-                        f" probe: {f.how})")
+__all__ = ["CI", "EGRESS", "INGRESS", "OK", "Counters", "host_only", "host_problem", "load",
+           "need_host", "requires"]
 
 
 EGRESS = AttachType.CGROUP_INET_EGRESS
