@@ -1,5 +1,5 @@
 """Every cgroup attach type on the real kernel: link, query, link info, close, legacy
-attach/detach; and the attach-type/program-type rules of KERNEL-SEMANTICS.md §2."""
+attach/detach; and the attach-type/program-type rules of docs/kernel.md §2."""
 
 from __future__ import annotations
 

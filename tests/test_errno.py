@@ -1,4 +1,4 @@
-"""KERNEL-SEMANTICS.md §4 and §7 to §11 on the host kernel, through the public API: every
+"""docs/kernel.md §4 and §7 to §11 on the host kernel, through the public API: every
 reachable errno row, with its exception class, which check wins when two fail, the
 mode and hierarchy matrices, the 64-entry limit, and the revision rules (§0 fact 1, §18).
 

@@ -1,4 +1,4 @@
-"""Link lifetime across processes (KERNEL-SEMANTICS §11): the last owner's exit detaches,
+"""Link lifetime across processes (docs/kernel.md §11): the last owner's exit detaches,
 a pin survives kill -9 of its creator, any process that opens the pin (or the id) owns
 the link, and unlinking the last pin detaches asynchronously."""
 

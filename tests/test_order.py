@@ -1,4 +1,4 @@
-"""KERNEL-SEMANTICS.md §5 and §6 on the host kernel: the effective order (every example
+"""docs/kernel.md §5 and §6 on the host kernel: the effective order (every example
 of §6, for legacy attachments and for links), insertion with before=/after= and its
 errnos, expected_revision=, and LINK_UPDATE keeping positions.
 

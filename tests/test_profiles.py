@@ -1,4 +1,4 @@
-"""Kernel profiles and probes seen from the library (KERNEL-SEMANTICS.md §16, §19).
+"""Kernel profiles and probes seen from the library (docs/kernel.md §16, §19).
 
 * The probes conclude on each model profile what they would on a real kernel with those
   features: one explicit table for the library's features, written from §16/§19, not

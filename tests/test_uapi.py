@@ -3,7 +3,7 @@
 checked by mypy and at run time; the model's attr ends taken from the layouts.
 
 Debian's header is older than the kernel: items it lacks are checked against the
-offsets measured on 6.18 (KERNEL-SEMANTICS.md §1.4) instead, and every item must be
+offsets measured on 6.18 (docs/kernel.md §1.4) instead, and every item must be
 checked one way or the other."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ facts around them (file system magics, capability numbers).
 Each layout is a class declared field by field (see :class:`Layout`) that also names each
 field's C member, so a test can compare offsets and sizes with the system's
 ``<linux/bpf.h>``, and mypy and the constructor reject a misspelt field.  Offsets of fields
-newer than that header are those measured on 6.18 (KERNEL-SEMANTICS.md §1.4).
+newer than that header are those measured on 6.18 (docs/kernel.md §1.4).
 """
 
 from __future__ import annotations

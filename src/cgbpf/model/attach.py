@@ -1,5 +1,5 @@
 """Cgroup attachment: PROG_ATTACH, PROG_DETACH, PROG_QUERY, LINK_CREATE, LINK_UPDATE and
-LINK_DETACH, written as KERNEL-SEMANTICS.md §4, §5, §7-§11 state them.
+LINK_DETACH, written as docs/kernel.md §4, §5, §7-§11 state them.
 
 Each command is one function whose numbered comments are the rows of its errno table, in
 the table's order: the first failing check decides the errno.  Differences between kernel

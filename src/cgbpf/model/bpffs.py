@@ -1,4 +1,4 @@
-"""bpffs: pinning objects as files (KERNEL-SEMANTICS.md §11).
+"""bpffs: pinning objects as files (docs/kernel.md §11).
 
 A pin is a regular file with mode ``0600 & ~umask`` owned by the pinning uid; it holds one
 reference on its object.  Removing the last name of a pin (``unlink``, or unmounting the

@@ -1,4 +1,4 @@
-"""The cgroup2 hierarchy and each cgroup's BPF state (KERNEL-SEMANTICS.md §3, §6, §12).
+"""The cgroup2 hierarchy and each cgroup's BPF state (docs/kernel.md §3, §6, §12).
 
 A :class:`Cgroup` is a directory of the cgroup2 file system; its ``ino`` is its cgroup ID
 (§13).  Per attach type it keeps a :class:`Hook`: the entry list, the mode, the revision

@@ -1,4 +1,4 @@
-"""Kernel profiles: a kernel as a set of named features (KERNEL-SEMANTICS.md §16, §19).
+"""Kernel profiles: a kernel as a set of named features (docs/kernel.md §16, §19).
 
 The features are those of :data:`cgbpf.kernel.probe.FEATURES`, one table with the probe
 of each, so a profile can also be measured: :meth:`Profile.probe` runs every probe on a
