@@ -20,30 +20,38 @@ every step every observable is compared, with IDs renamed (KERNEL-SEMANTICS.md �
   type, a mode the hook accepts, an open link, a pin that exists, a missing cgroup, an
   empty leaf), sometimes a near miss (a program of the link's type but of another
   expected attach type, a stale revision), and a sixth of the time a blind one
-  (:data:`BLIND`: any fd, flag or type).
+  (:data:`BLIND`: any fd, flag or type).  Besides the bpf commands: close, dup, mkdir,
+  rmdir, unlink of a pin, fdinfo, a forked child, and 4 to 64 links at once (E2BIG).
 * ``L3`` is the 4th fd the sequence obtained (LINK_CREATE, dup, OBJ_GET, GET_FD_BY_ID);
   ``Lnewest`` the newest open link.  A :class:`Ref` names an fd for both kernels and can
   be of the wrong kind, a closed handle, fd 0 or a never-open fd; under ``BPF_F_ID`` the
   same ``Ref`` names an ID (an object of the wrong kind names a bogus ID).
-* Observables after each step: the result (value or errno name), then, for every live
-  cgroup and every attach type the sequence uses (its families' and any it named), the
-  normal and the effective query; the info of every open handle; which known links
-  LINK_GET_NEXT_ID still lists.  At the end of a sequence the queries of every attach
-  type of :data:`ATTACH_TYPES`.  Every ID is renamed: programs by name (``connect4``),
-  cgroups ``name#incarnation``, links ``link<n>`` in the order first seen.
-* Asynchronous kernel work (§11 last pin unlinked, §12 rmdir): the model runs
-  ``settle()`` after every step; the host is polled (at most 5 s, 1 ms sleeps) until no
-  known link without an owner (an open handle or a pin) is still listed and no listed
-  known link still names a removed cgroup, then given 2 ms more (a link's ID is freed
-  just before its detach).  No sockets are made, so nothing holds a removed cgroup's
-  state and its links always auto-detach.
+* Observables after each step: the result (value or errno name); the info of every open
+  handle; which known links LINK_GET_NEXT_ID still lists; and the normal and the
+  effective query of the hooks the step may have changed (:meth:`Op.affects`: its attach
+  type, or its link's, in the cgroup it names or its link's and every cgroup below), of
+  every live cgroup and every attach type the sequence uses after a mkdir or rmdir, and
+  every :attr:`Pair.FULL_EVERY` steps; none after a step that failed on both kernels or
+  only reads.  At the end of a sequence: every attach type of :data:`ATTACH_TYPES`.
+  Every ID is renamed: programs by name (``connect4``), cgroups ``name#incarnation``,
+  links ``link<n>`` in the order first seen.
+* Asynchronous kernel work (§11 last pin unlinked, §12 rmdir): after a step that may
+  have changed something and succeeded, the model runs ``settle()``; the host is polled
+  (at most 5 s, 1 ms sleeps) until no known link without an owner (an open handle or a
+  pin) is still listed and no listed known link still names a removed cgroup, then
+  given 2 ms more (a link's ID is freed just before its detach).  No sockets are made,
+  so nothing holds a removed cgroup's state and its links always auto-detach.
 * "Process exit": :class:`Child` forks (``os.fork`` on the host, ``process(fork=True)``
   in the model), creates a link with the inherited fds and exits without closing it.
 
+A divergence is minimised by :func:`minimise` (runs of steps left out, ddmin), not by
+hypothesis: its shrinker needs thousands of runs, each on the real kernel.
+
 ``python tests/differential.py --steps 10000`` runs the long fuzz; ``--against 6.1``
-compares with a named profile; ``--seed N`` makes a run reproducible; it prints the
-divergences, then how often each kind of step succeeded on the host, and exits 1 if any
-divergence was found.
+compares with a named profile, ``--without update_eat_check`` with one feature less;
+``--seed N`` makes a run reproducible.  It prints the divergences (minimised), then how
+often each kind of step succeeded on the host (:func:`ok_table`), and exits 1 if there
+was any divergence.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import copy
 import ctypes
 import dataclasses
 import errno
@@ -175,6 +184,8 @@ FAMILIES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 }
 
 Result = tuple[Any, ...]
+#: The attach types a step may change, and the cgroup below which (``""``: anywhere).
+Scope = tuple[set[int], str]
 
 
 def errname(e: OSError) -> str:
@@ -371,16 +382,13 @@ class Side:
         h = self.handles[j]
         return self.links.get(h.ident) if h.kind == "link" else None
 
-    def link_types(self, ref: Ref) -> set[int] | None:
-        """The attach type of the link ``ref`` names as a set (empty: a program; None:
-        not known)."""
+    def link_scope(self, ref: Ref) -> Scope | None:
+        """What a change to the link ``ref`` names may change (:meth:`Op.affects`)."""
         h = self.lookup(ref)
-        if h is None or h.fd is None:
-            return set()  # nothing happens (EBADF)
-        if h.kind != "link":
-            return set()
+        if h is None or h.fd is None or h.kind != "link":
+            return set(), ""  # not a link: nothing changes
         view = self.links.get(h.ident)
-        return {view.at} if view is not None else None
+        return ({view.at}, view.cg or "") if view is not None else None
 
     def attached(self, name: str | None = None, at: int | None = None) -> list[int]:
         """Open link handles whose link is attached (to ``name``/``at`` if given)."""
@@ -425,20 +433,21 @@ class Side:
             try:
                 self.k.bpf(Cmd.LINK_GET_NEXT_ID, attr)
             except OSError as e:
-                if e.errno == errno.ENOENT:
+                if e.errno in (errno.ENOENT, errno.EINVAL):  # EINVAL: no link IDs (5.7)
                     break
                 raise
             found |= {attr.next_id} & known
             attr.start_id = attr.next_id
         return found
 
-    def observe(self, types: Iterable[int]) -> dict[str, Any]:
-        """Every observable (the queries of ``types``), IDs renamed; remembers what the
-        steps are drawn from."""
+    def observe(self, types: Iterable[int], below: str = "") -> dict[str, Any]:
+        """Every observable (the queries: of ``types``, in ``below`` and the cgroups
+        under it), IDs renamed; remembers what the steps are drawn from."""
         out: dict[str, Any] = {}
         types = sorted(types, key=lambda t: (t not in TYPE_NAMES, t))
         hooks = {}
-        for name in sorted(self.live):
+        for name in sorted(n for n in self.live
+                           if not below or n == below or n.startswith(below + "/")):
             for at in types:
                 for eff in (False, True):
                     q = Query(Ref("cg", name), at, eff, uapi.MAX_PROGS, True, False, 0)
@@ -447,8 +456,7 @@ class Side:
                         mode, _, revision, progs = res[-6:-2]
                         hooks[name, at] = HookView(mode, tuple(
                             PROG_INDEX.get(str(p), -1) for p in progs), revision)
-        self.hooks = hooks | {k: v for k, v in self.hooks.items()
-                              if k[0] in self.live and k[1] not in types}
+        self.hooks = {k: v for k, v in self.hooks.items() if k[0] in self.live} | hooks
         links = {}
         for j, h in enumerate(self.handles):
             if h.fd is not None:
@@ -566,10 +574,15 @@ class Op:
         at = getattr(self, "at", None)
         return {at} if at is not None else set()
 
-    def affects(self, s: Side) -> set[int] | None:
-        """The attach types whose hooks it may change, from the state before it runs
-        (None: any).  Only those are queried after it (every type now and then)."""
-        return self.types() or None
+    def affects(self, s: Side) -> Scope | None:
+        """The attach types whose hooks it may change and the cgroup below which they
+        are (``""``: all), from the state before it runs; None: anything.  Only those
+        are queried after it (everything now and then)."""
+        types, cg = self.types(), getattr(self, "cg", None)
+        if not types:
+            return None
+        below = cg.key if isinstance(cg, Ref) and cg.kind == "cg" and cg.key in s.live else ""
+        return types, str(below)
 
 
 @dataclass(frozen=True, repr=False)
@@ -670,7 +683,7 @@ class Child(Op):
     def types(self) -> set[int]:
         return self.link.types()
 
-    def affects(self, s: Side) -> set[int] | None:
+    def affects(self, s: Side) -> Scope | None:
         return self.link.affects(s)
 
 
@@ -683,8 +696,8 @@ class LinkUpdate(Op):
     flags: int
     old: Ref
 
-    def affects(self, s: Side) -> set[int] | None:
-        return s.link_types(self.link)
+    def affects(self, s: Side) -> Scope | None:
+        return s.link_scope(self.link)
 
     def run(self, s: Side) -> Any:
         return s.k.bpf(Cmd.LINK_UPDATE, uapi.LinkUpdateAttr(
@@ -698,8 +711,8 @@ class LinkDetach(Op):
 
     link: Ref
 
-    def affects(self, s: Side) -> set[int] | None:
-        return s.link_types(self.link)
+    def affects(self, s: Side) -> Scope | None:
+        return s.link_scope(self.link)
 
     def run(self, s: Side) -> Any:
         return s.k.bpf(Cmd.LINK_DETACH, uapi.LinkDetachAttr(link_fd=s.fd(self.link)))
@@ -725,8 +738,8 @@ class OnHandle(Op):
 class Close(OnHandle):
     """close() a handle."""
 
-    def affects(self, s: Side) -> set[int] | None:
-        return s.link_types(Ref("link", self.h))
+    def affects(self, s: Side) -> Scope | None:
+        return s.link_scope(Ref("link", self.h))
 
     def act(self, s: Side, h: Handle, fd: int) -> Any:
         s.k.close(fd)
@@ -766,10 +779,12 @@ class Unpin(Op):
 
     pin: str
 
-    def affects(self, s: Side) -> set[int] | None:
+    def affects(self, s: Side) -> Scope | None:
         kind, ident = s.pins.get(self.pin, ("", 0))
-        view = s.links.get(ident) if kind == "link" else None
-        return {view.at} if view is not None else set() if kind == "prog" else None
+        if kind != "link":
+            return set(), ""  # a program's pin (or none): nothing is detached
+        view = s.links.get(ident)
+        return ({view.at}, view.cg or "") if view is not None else None
 
     def run(self, s: Side) -> Any:
         s.k.unlink(os.path.join(s.bpffs, self.pin))
@@ -858,12 +873,92 @@ class Info(Op):
         attr = uapi.InfoAttr(bpf_fd=s.fd(self.obj), info_len=self.size,
                              info=ctypes.addressof(buf))
         s.k.bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
-        if s.kind(self.obj) == "prog":
+        if s.kind(self.obj) == "prog":  # what the model does not know: JIT, load time
             p = uapi.ProgInfo.from_buffer(buf)
-            return attr.info_len, p.type, s.norm("prog", p.id)
+            return (attr.info_len, p.type, s.norm("prog", p.id), bytes(p.tag).hex(),
+                    p.xlated_prog_len, p.created_by_uid, p.nr_map_ids, bytes(p.name))
         i = uapi.LinkInfo.from_buffer(buf)
         return (attr.info_len, i.type, s.norm("link", i.id), s.norm("prog", i.prog_id),
                 s.norm("cg", i.cgroup_id), i.attach_type, any(i._reserved))
+
+
+@dataclass(frozen=True, repr=False)
+class FdInfo(Op):
+    """``/proc/self/fdinfo`` of a program or link fd (§13), IDs renamed; not the anon
+    inode's mount and inode numbers."""
+
+    obj: Ref
+    mutates = False
+
+    def run(self, s: Side) -> Any:
+        spaces = {"link_id": "link", "prog_id": "prog", "cgroup_id": "cg"}
+        return tuple((key, s.norm(spaces[key], int(v)) if key in spaces else v)
+                     for key, v in sorted(s.k.fdinfo(s.fd(self.obj)).items())
+                     if key not in ("mnt_id", "ino"))
+
+
+@dataclass(frozen=True, repr=False)
+class LinkMany(Op):
+    """LINK_CREATE ``n`` times (to fill a hook: E2BIG at 64 entries, §3); the new fds
+    become handles.  The result: how many were made, and the first errno."""
+
+    cg: Ref
+    prog: Ref
+    at: int
+    n: int
+
+    def run(self, s: Side) -> Any:
+        made, error = 0, None
+        for _ in range(self.n):
+            try:
+                s.adopt(LinkCreate(self.cg, self.prog, self.at, 0, ZERO, 0).create(s, s.k))
+                made += 1
+            except OSError as e:
+                if not made:
+                    raise
+                error = errname(e)
+                break
+        return made, error
+
+
+#: The capability sets :class:`Restricted` steps keep (the ones §15 tells apart).
+CAPS: tuple[tuple[str, ...], ...] = (
+    (), ("CAP_BPF",), ("CAP_NET_ADMIN",), ("CAP_BPF", "CAP_NET_ADMIN"), ("CAP_SYS_ADMIN",),
+    ("CAP_BPF", "CAP_SYS_ADMIN"))
+
+
+@dataclass(frozen=True, repr=False)
+class Restricted(Op):
+    """``op`` from a forked child (uid 0) that keeps only ``caps`` (§15), with this
+    process's fds; ok or its errno (a link it makes goes when the child exits).  ``op``
+    is one that only asks the kernel: PROG_ATTACH/DETACH/QUERY, LINK_CREATE/UPDATE/DETACH."""
+
+    op: Op
+    caps: tuple[str, ...]
+
+    @property
+    def mutates(self) -> bool:
+        return self.op.mutates
+
+    def types(self) -> set[int]:
+        return self.op.types()
+
+    def affects(self, s: Side) -> Scope | None:
+        return self.op.affects(s)
+
+    def run(self, s: Side) -> Any:
+        def child(k: Kernel) -> None:
+            view = copy.copy(s)  # the child's bookkeeping is not this process's
+            view.k, view.names, view.seen = k, dict(s.names), Counter(s.seen)
+            if isinstance(self.op, LinkCreate):
+                self.op.create(view, k)
+            elif isinstance(self.op, Query):  # it returns its errno
+                result = self.op.run(view)[0]
+                if result != "ok":
+                    raise OSError(getattr(errno, result), result)
+            else:
+                self.op.run(view)
+        s.k.run_restricted(self.caps, child)
 
 
 # --- blind steps: any fd, flag and type -----------------------------------------------------
@@ -973,6 +1068,13 @@ BLIND: dict[str, st.SearchStrategy[Op]] = {
     "Query": st.builds(Query, _CGS, _TYPES, st.booleans(), st.integers(0, 4), st.booleans(),
                        st.booleans(), st.sampled_from((0, 0, 0, 2))),
     "Info": st.builds(Info, _LINKS, _INFO_SIZES, st.booleans()),
+    "FdInfo": st.builds(FdInfo, _PROG),  # of a bad fd, host and model fail differently
+    "Restricted": st.builds(Restricted, st.one_of(
+        _attach(), _detach(), _link_create(), _link_update(), st.builds(LinkDetach, _LINKS),
+        st.builds(Query, _CGS, _TYPES, st.booleans(), st.integers(0, 4), st.booleans(),
+                  st.booleans(), st.just(0))), st.sampled_from(CAPS)),
+    "LinkMany": _PROG_AT.flatmap(lambda pa: st.builds(
+        LinkMany, _CGS, st.just(pa[0]), st.just(pa[1]), st.sampled_from((4, 30, 64)))),
     "Mkdir": st.builds(Mkdir, st.sampled_from(CGROUPS[1:])),
     "Rmdir": st.builds(Rmdir, st.sampled_from(CGROUPS[1:])),
 }
@@ -1021,7 +1123,7 @@ class Gen:
                 ("Close", 3 if s.open_handles() else 1), ("Dup", 2), ("Pin", 4),
                 ("Unpin", 2 if pins else 1), ("ObjGet", 3 if pins else 1),
                 ("GetById", 2 if s.listed_now else 1), ("Mkdir", 4 if s.missing() else 1),
-                ("Rmdir", 3)]
+                ("Rmdir", 3), ("FdInfo", 1), ("LinkMany", 1), ("Restricted", 2)]
 
     def op(self) -> Op:
         kinds = self.weights()
@@ -1074,6 +1176,23 @@ class Gen:
         return Info(Ref("link", self.pick(handles)), self.pick((64, 64, 16, 100, 8)),
                     not self.odds(9))
 
+    def fdinfo(self) -> Op:
+        handles = self.s.open_handles()
+        if handles and self.odds(8):
+            return FdInfo(Ref("link", self.pick(handles)))
+        return FdInfo(Ref("prog", self.pick(self.progs)))
+
+    def linkmany(self) -> Op:
+        name, at = self.cgroup(), self.pick(self.types)
+        return LinkMany(Ref("cg", name), Ref("prog", self.prog_for(at)), at,
+                        self.pick((4, 8, 8, 30, 64)))
+
+    def restricted(self) -> Op:
+        kinds = (self.attach, self.detach, self.linkcreate, self.linkupdate, self.linkdetach,
+                 self.query)
+        op = self.pick(kinds)() or self.query()
+        return Restricted(op, self.pick(CAPS))
+
     def attach(self) -> Op:
         name, at = self.cgroup(), self.pick(self.types)
         hook, legacy = self.s.hook(name, at), self.s.legacy(name, at)
@@ -1095,6 +1214,7 @@ class Gen:
             if legacy and self.odds(7):
                 rel = Ref("prog", self.pick(legacy))
                 flags |= _ID if self.odds(3) else 0
+            flags |= _PRE if self.odds(1, 4) else 0  # the anchor's preorder bit must match
         elif extra == 3:
             flags |= _PRE
         return Attach(Ref("cg", name), Ref("prog", prog), at, flags, replace, rel,
@@ -1111,6 +1231,7 @@ class Gen:
             if anchors and self.odds(8):
                 rel = Ref("link", self.pick(anchors))
                 flags |= _LNK | (_ID if self.odds(3) else 0)
+            flags |= _PRE if self.odds(1, 4) else 0
         return LinkCreate(Ref("cg", name), Ref("prog", self.prog_for(at)), at, flags, rel,
                           self.revision(self.s.hook(name, at)))
 
@@ -1236,6 +1357,7 @@ class Pair:
     FULL_EVERY = 8  # steps between observations of every attach type the sequence uses
     steps = 0  # steps run by every Pair of this process (the long fuzz reports it)
     outcomes: ClassVar[Counter[tuple[str, str]]] = Counter()  # (op, host result) -> count
+    counting = True  # whether steps count in outcomes (not while minimising)
 
     def __init__(self, host: Kernel, model: Kernel, families: Sequence[str] = ()) -> None:
         """``families``: the program families the steps use (also :meth:`choose`)."""
@@ -1273,10 +1395,11 @@ class Pair:
         self.types |= set(self.family_types)
         self.compare(f"families {', '.join(self.families)}", ("ok",), ("ok",))
 
-    def step(self, op: Op) -> None:
+    def step(self, op: Op) -> Result:
+        """Run ``op`` on both; the host's result (the model's is the same)."""
         self.ops.append(op)
         self.types |= op.types()
-        affects = op.affects(self.sides[0])
+        scope = op.affects(self.sides[0])
         handles = len(self.sides[0].handles)
         try:
             results = []
@@ -1286,23 +1409,26 @@ class Pair:
                     side.settle()
             self.made.append(len(self.sides[0].handles) > handles)
             Pair.steps += 1
-            Pair.outcomes[type(op).__name__, str(results[0][0])] += 1
+            if Pair.counting:
+                Pair.outcomes[type(op).__name__, str(results[0][0])] += 1
             types: set[int] | None = set()  # no query: nothing changed
+            below = ""
             if len(self.ops) % self.FULL_EVERY == 0:
                 types = None
             elif op.mutates and "ok" in (results[0][0], results[1][0]):
-                types = None if affects is None else affects & self.types
-            self.compare(repr(op), *results, types)
+                types, below = (None, "") if scope is None else (scope[0] & self.types, scope[1])
+            self.compare(repr(op), *results, types, below)
         except BaseException:
             self.failed = True
             raise
+        return results[0]
 
     def compare(self, what: str, host: Result, model: Result,
-                types: Iterable[int] | None = None) -> None:
+                types: Iterable[int] | None = None, below: str = "") -> None:
         self.trace.append(f"{len(self.trace):3} {what}: host {host}"
                           + ("" if host == model else f" <> model {model}"))
         types = set(self.types if types is None else types)
-        seen = [s.observe(types) for s in self.sides]
+        seen = [s.observe(types, below) for s in self.sides]
         diff = [f"  {key}: host {seen[0].get(key)} <> model {seen[1].get(key)}"
                 for key in sorted(seen[0].keys() | seen[1].keys())
                 if seen[0].get(key) != seen[1].get(key)]
@@ -1394,19 +1520,22 @@ def minimise(found: Divergence, host: Kernel, profile: Profile | str | None = No
                 return e
         return None
 
-    chunk = len(best.ops) // 2
-    while chunk >= 1 and time.monotonic() < deadline:
-        removed = False
-        start = len(best.ops) - (0 if best.final else 1) - chunk  # keep the diverging step
-        while start >= 0 and time.monotonic() < deadline:
-            smaller = diverges(without(best.ops, best.made, range(start, start + chunk)))
-            if smaller is not None:
-                best, removed = smaller, True
-            start -= chunk
-        if not removed:
-            chunk //= 2
-        else:
-            chunk = min(chunk, len(best.ops) // 2)
+    chunk, Pair.counting = len(best.ops) // 2, False
+    try:
+        while chunk >= 1 and time.monotonic() < deadline:
+            removed = False
+            start = len(best.ops) - (0 if best.final else 1) - chunk  # keep the diverging step
+            while start >= 0 and time.monotonic() < deadline:
+                smaller = diverges(without(best.ops, best.made, range(start, start + chunk)))
+                if smaller is not None:
+                    best, removed = smaller, True
+                start -= chunk
+            if not removed:
+                chunk //= 2
+            else:
+                chunk = min(chunk, len(best.ops) // 2)
+    finally:
+        Pair.counting = True
     return best
 
 

@@ -13,10 +13,23 @@ import pytest
 
 from cgbpf import asm
 from cgbpf.kernel import Kernel
-from cgbpf.model import Profile
+from cgbpf.model import ModelKernel, Profile
 from cgbpf.model.verifier import check_return, decode
 from cgbpf.uapi import ProgType
-from differential import EGRESS, PROGRAMS, Divergence, check
+from differential import (
+    CONNECT4,
+    EGRESS,
+    INGRESS,
+    PROG_INDEX,
+    PROGRAMS,
+    ZERO,
+    Divergence,
+    LinkCreate,
+    LinkUpdate,
+    Pair,
+    Ref,
+    check,
+)
 
 
 @pytest.mark.parametrize("kernel", ["host"], indirect=True)  # the conftest fixture
@@ -33,6 +46,7 @@ MUTATIONS: dict[str, tuple[str, ...] | None] = {
     "skb_link_type_check": ("LinkCreate", "Child"),
     "preorder_link": ("LinkCreate", "Child"),
     "mprog_cgroup": None,
+    "bpf_net_capable": ("Restricted",),
 }
 
 
@@ -61,3 +75,27 @@ def test_egress_enforced_program() -> None:
             insns = decode(asm.assemble(asm.return_program(spec.ret)))
             assert check_return(spec.ptype, spec.eat, insns) == (spec.enforced == EGRESS)
     assert [p.name for p in PROGRAMS if p.ptype == ProgType.CGROUP_SKB and p.enforced] == ["eg2"]
+
+
+@pytest.mark.parametrize("kernel", ["host"], indirect=True)
+def test_update_to_another_expected_attach_type(kernel: Kernel) -> None:
+    """What ``update_eat_check`` is about, step by step, on the host and the calibrated
+    model (any difference raises): an egress-enforced program cannot be linked to INGRESS,
+    and swapped into an INGRESS link only without the check; a sock_addr program for
+    INET6_CONNECT likewise into an INET4_CONNECT link."""
+    host = Profile.host()
+    refused = ("EINVAL",) if host.has("update_eat_check") else ("ok", 0)
+    eg, eg2 = Ref("prog", PROG_INDEX["eg"]), Ref("prog", PROG_INDEX["eg2"])
+    c4, c6 = Ref("prog", PROG_INDEX["connect4"]), Ref("prog", PROG_INDEX["connect6"])
+    a = Ref("cg", "a")
+    pair = Pair(kernel, ModelKernel(host), ("skb", "sock_addr"))
+    try:
+        assert pair.step(LinkCreate(a, eg2, INGRESS, 0, ZERO, 0)) == ("EINVAL",)
+        assert pair.step(LinkCreate(a, eg, INGRESS, 0, ZERO, 0)) == ("ok", "link0")
+        assert pair.step(LinkUpdate(Ref("link", 0), eg2, 0, ZERO)) == refused
+        assert pair.step(LinkCreate(a, c4, CONNECT4, 0, ZERO, 0))[0] == "ok"
+        assert pair.step(LinkUpdate(Ref("link", 1), c6, 0, ZERO)) == refused
+        assert pair.step(LinkUpdate(Ref("link", 1), eg, 0, ZERO)) == ("EINVAL",)  # a type
+        pair.finish()
+    finally:
+        pair.close()
