@@ -95,6 +95,7 @@ import cgbpf
 from cgbpf import Program, asm, uapi
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel
+from cgbpf.kernel.probe import supported
 from cgbpf.model import ModelKernel, Profile
 from cgbpf.uapi import AttachType as AT
 from cgbpf.uapi import Cmd
@@ -260,8 +261,11 @@ class Side:
     """One kernel's half of a run: its scratch subtree, its fds and its ID renaming, and
     what the last observation showed (which the next step is drawn from)."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: Kernel, mprog_uapi: bool = True) -> None:
+        """``mprog_uapi``: whether queries pass ``link_ids`` and ``revision`` (6.6; before,
+        a non-zero byte there is EINVAL): as the host has it, for both kernels."""
         self.k = kernel
+        self.mprog_uapi = mprog_uapi
         self.scratch = Scratch(kernel, PREFIX)
         self.handles: list[Handle] = []
         self.dirs: dict[str, int] = {}  # current directory fd per cgroup name
@@ -839,12 +843,13 @@ class Query(Op):
         n = self.cap + 2
         ids, flags, link_ids = ((ctypes.c_uint32 * n).from_buffer_copy(b"\xff" * 4 * n)
                                 for _ in range(3))
+        mprog = {"link_ids": ctypes.addressof(link_ids), "revision": 0x5555}
         attr = uapi.QueryAttr(
             target_fd=s.fd(self.cg), attach_type=self.at, attach_flags=0xAAAA,
             query_flags=self.extra_flags | (uapi.F_QUERY_EFFECTIVE if self.effective else 0),
             prog_ids=ctypes.addressof(ids) if self.ids else 0, prog_cnt=self.cap,
             prog_attach_flags=ctypes.addressof(flags) if self.with_flags else 0,
-            link_ids=ctypes.addressof(link_ids), revision=0x5555)
+            **(mprog if s.mprog_uapi else {}))
         res = attempt(lambda: s.k.bpf(Cmd.PROG_QUERY, attr))
         return (*res, attr.attach_flags, attr.prog_cnt, attr.revision,
                 [s.norm("prog", i) if i != SENTINEL else "-" for i in written(ids)],
@@ -860,7 +865,8 @@ def written(buf: ctypes.Array[ctypes.c_uint32]) -> list[int]:
 
 @dataclass(frozen=True, repr=False)
 class Info(Op):
-    """OBJ_GET_INFO_BY_FD with ``info_len`` = ``size``; ``dirty``: a non-zero byte at 100."""
+    """OBJ_GET_INFO_BY_FD with ``info_len`` = ``size``; ``dirty``: a non-zero byte at 80
+    (past the 64 bytes of a link info: E2BIG when ``size`` covers it, §13)."""
 
     obj: Ref
     size: int
@@ -868,8 +874,8 @@ class Info(Op):
     mutates = False
 
     def run(self, s: Side) -> Any:
-        buf = (ctypes.c_uint8 * 128)()
-        buf[100] = int(self.dirty)
+        buf = (ctypes.c_uint8 * 512)()  # more than any info struct
+        buf[80] = int(self.dirty)
         attr = uapi.InfoAttr(bpf_fd=s.fd(self.obj), info_len=self.size,
                              info=ctypes.addressof(buf))
         s.k.bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
@@ -1096,6 +1102,7 @@ class Gen:
     def __init__(self, draw: st.DrawFn, pair: Pair) -> None:
         self.draw, self.s = draw, pair.sides[0]
         self.types, self.progs = pair.family_types, pair.family_progs
+        self.has = pair.features.__contains__  # the host's: others are left to blind steps
 
     def below(self, n: int) -> int:
         """0 to ``n`` - 1 (shrinks to 0)."""
@@ -1158,7 +1165,7 @@ class Gen:
 
     def revision(self, hook: HookView) -> int:
         """``expected_revision``: mostly 0, else the current one, or a stale one."""
-        if self.odds(8):
+        if self.odds(8) or not self.has("mprog_cgroup"):
             return 0
         return hook.revision if self.odds(7) else hook.revision + self.pick((1, 2))
 
@@ -1209,13 +1216,13 @@ class Gen:
         if extra == 0 and legacy and mode == _MULTI:
             flags |= _REPL
             replace = Ref("prog", self.pick(legacy) if self.odds(8) else self.prog_for(at))
-        elif extra in (1, 2) and mode == _MULTI:
+        elif extra in (1, 2) and mode == _MULTI and self.has("mprog_cgroup"):
             flags |= self.pick((_BEF, _AFT))
             if legacy and self.odds(7):
                 rel = Ref("prog", self.pick(legacy))
                 flags |= _ID if self.odds(3) else 0
             flags |= _PRE if self.odds(1, 4) else 0  # the anchor's preorder bit must match
-        elif extra == 3:
+        elif extra == 3 and self.has("preorder_attach"):
             flags |= _PRE
         return Attach(Ref("cg", name), Ref("prog", prog), at, flags, replace, rel,
                       self.revision(hook))
@@ -1223,15 +1230,15 @@ class Gen:
     def linkcreate(self) -> Op:
         name, at = self.cgroup(), self.pick(self.types)
         flags, rel, extra = 0, ZERO, self.below(10)
-        if extra == 0:
+        if extra == 0 and self.has("preorder_link"):
             flags = _PRE
-        elif extra in (1, 2):
+        elif extra in (1, 2) and self.has("mprog_cgroup"):
             flags = self.pick((_BEF, _AFT))
             anchors = self.s.attached(name, at)
             if anchors and self.odds(8):
                 rel = Ref("link", self.pick(anchors))
                 flags |= _LNK | (_ID if self.odds(3) else 0)
-            flags |= _PRE if self.odds(1, 4) else 0
+            flags |= _PRE if self.odds(1, 4) and self.has("preorder_link") else 0
         return LinkCreate(Ref("cg", name), Ref("prog", self.prog_for(at)), at, flags, rel,
                           self.revision(self.s.hook(name, at)))
 
@@ -1376,8 +1383,12 @@ class Pair:
         self.types: set[int] = set()  # the attach types observed after each step
         self.failed = False
         try:
-            self.sides = [Side(host)]
-            self.sides.append(Side(model))
+            # what the host has of what the steps use (the same requests for both)
+            self.features: set[str] = {k for k in ("mprog_uapi", "mprog_cgroup", "preorder_attach",
+                                         "preorder_link") if supported(host, k)}
+            mprog_uapi = "mprog_uapi" in self.features
+            self.sides = [Side(host, mprog_uapi)]
+            self.sides.append(Side(model, mprog_uapi))
             name = getattr(getattr(model, "profile", None), "name", repr(model))
             self.compare(f"setup, model {name}", ("ok",), ("ok",))
             if families:
@@ -1643,8 +1654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if Pair.steps >= args.steps or (
                 args.max_seconds and time.monotonic() - start > args.max_seconds):
             break
+        left = -(-(args.steps - Pair.steps) // args.length)  # sequences still to run
         try:
-            check(host, examples=args.batch, steps=args.length, seed=seed + batch,
+            check(host, examples=min(args.batch, left), steps=args.length, seed=seed + batch,
                   profile=profile, shrink=args.shrink)
         except Divergence as e:
             text = str(e)
