@@ -4,7 +4,8 @@
 * ``kernel``: each test that takes it runs on the host (``cgbpf.host()``: root and a
   cgroup2 mount are needed; without them the test skips saying why, and fails under
   ``CI=true``) and on a fresh model machine of the host's kernel (``model("host")``,
-  calibrated by probing; mainline 6.18 where the host cannot be probed).
+  calibrated by probing; mainline 6.18 where the host cannot be probed; the profile
+  ``CGBPF_TEST_MODEL`` names, if set).
 * ``scratch``: a :class:`~cgbpf.testing.Scratch` subtree on that kernel, removed after.
 * ``host_only``: a mark that keeps a test on the host (programs that must run, real
   processes or capabilities): ``@host_only`` on a test that takes ``kernel``.
@@ -32,6 +33,9 @@ __all__ = ["PREFIX", "host_only", "host_problem", "kernel", "need_host", "requir
 #: The name prefix of test cgroups.
 PREFIX = os.environ.get("CGBPF_TEST_PREFIX", "cgbpf-test")
 CI = os.environ.get("CI") == "true"
+#: The profile of the model half (``CGBPF_TEST_MODEL``, e.g. "6.1.192": run a suite on the
+#: model of another kernel); default: the host's, probed.
+MODEL = os.environ.get("CGBPF_TEST_MODEL", "")
 
 #: Keep a test that takes ``kernel`` on the host only.
 host_only = pytest.mark.parametrize("kernel", ["host"], indirect=True)
@@ -75,7 +79,7 @@ def kernel(request: pytest.FixtureRequest) -> Kernel:
     """Each test that takes ``kernel`` runs on the real kernel and on the model."""
     if request.param == "host":
         return need_host()
-    return model("6.18" if host_problem() else "host")
+    return model(MODEL or ("6.18" if host_problem() else "host"))
 
 
 @pytest.fixture
