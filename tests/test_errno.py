@@ -30,6 +30,7 @@ from cgbpf import (
     LinkDefunct,
     LinkInfo,
     LinkType,
+    NotSupported,
     Program,
     ProgType,
     Query,
@@ -114,15 +115,35 @@ def lab(kernel: Kernel, scratch: Scratch) -> Iterator[Lab]:
         yield Lab(kernel, scratch, stack)
 
 
+def has(lab: Lab, key: str) -> bool:
+    """Whether cgbpf's probe finds feature ``key`` (could not tell counts as present:
+    the 6.18 expectation then applies, and a wrong behaviour fails)."""
+    return probe.check(lab.kernel, key) is not False
+
+
+def R(lab: Lab, n: int) -> int:
+    """A hook's revision ``n`` (§0 fact 1: 1 + changes) where the kernel has the mprog
+    API; without it ``query.revision`` is always 0 (§19)."""
+    return n if has(lab, probe.MPROG) else 0
+
+
 def check_fails(lab: Lab, action: Callable[[], object], err: int,
-                cls: type[BpfError] = BpfError) -> None:
-    """``action`` raises exactly ``cls`` with ``err``, and changes no hook."""
+                cls: type[BpfError] = BpfError, needs: tuple[str, ...] = ()) -> None:
+    """``action`` raises exactly ``cls`` with ``err``, and changes no hook.  Where the
+    probe says the kernel lacks a feature of ``needs`` (the request uses it), cgbpf
+    refuses it before asking the kernel: NotSupported naming that feature."""
+    missing = [k for k in needs if not has(lab, k)]
+    if missing:
+        err, cls = errno.EOPNOTSUPP, NotSupported
     before = lab.state()
     with pytest.raises(BpfError) as info:
         action()
     assert isinstance(info.value, cls)  # exactly cls, by name (ENOENT is a FileNotFoundError too)
     assert (type(info.value).__name__, errno.errorcode[info.value.errno]) == \
         (cls.__name__, errno.errorcode[err]), str(info.value)
+    if missing:
+        assert isinstance(info.value, NotSupported)
+        assert info.value.feature in {probe.FEATURES[k].name for k in missing}, str(info.value)
     after = lab.state()
     assert {k: after[k] for k in before} == before, "a refused request changed a hook"
 
@@ -140,12 +161,14 @@ def ids(cg: Cgroup, at: AttachType = EGRESS, *, effective: bool = False) -> list
 
 Action = Callable[[], object]
 Scenario = Callable[[Lab], Action]
-CASES: dict[str, tuple[Scenario, int, type[BpfError]]] = {}
+CASES: dict[str, tuple[Scenario, int, type[BpfError], tuple[str, ...]]] = {}
+MPROG = (probe.MPROG,)  # the request uses expected_revision or an anchor (6.17, §19)
 
 
-def refused(err: int, cls: type[BpfError] = BpfError) -> Callable[[Scenario], Scenario]:
+def refused(err: int, cls: type[BpfError] = BpfError,
+            needs: tuple[str, ...] = ()) -> Callable[[Scenario], Scenario]:
     def register(fn: Scenario) -> Scenario:
-        CASES[fn.__name__.replace("_", "-")] = (fn, err, cls)
+        CASES[fn.__name__.replace("_", "-")] = (fn, err, cls, needs)
         return fn
     return register
 
@@ -211,7 +234,7 @@ def attach_replace_of_wrong_type(lab: Lab) -> Action:                 # step 7
     return lambda: lab.add(cg, lab.prog(), replace=lab.other_type())
 
 
-@refused(errno.EINVAL)
+@refused(errno.EINVAL, needs=MPROG)
 def attach_bad_replace_beats_stale(lab: Lab) -> Action:               # 7 before 10
     cg = lab.cg()
     lab.add(cg, lab.prog())
@@ -227,51 +250,51 @@ def test_replace_needs_multi(lab: Lab, mode: AttachMode) -> None:    # step 8, b
     lab.add(cg, p0, mode)
     for stale in (0, 1):
         check_fails(lab, partial(lab.add, cg, p1, mode, replace=p0, expected_revision=stale),
-                    errno.EINVAL)
+                    errno.EINVAL, needs=MPROG if stale else ())
 
 
-@refused(errno.EINVAL)
+@refused(errno.EINVAL, needs=MPROG)
 def attach_replace_with_anchor(lab: Lab) -> Action:                   # step 9
     cg, (p0, p1) = lab.cg(), lab.progs(2)
     lab.add(cg, p0)
     return lambda: lab.add(cg, p1, replace=p0, before=HEAD)
 
 
-@refused(errno.EINVAL)
+@refused(errno.EINVAL, needs=MPROG)
 def attach_replace_with_anchor_beats_stale(lab: Lab) -> Action:       # 9 before 10
     cg, (p0, p1) = lab.cg(), lab.progs(2)
     lab.add(cg, p0)
     return lambda: lab.add(cg, p1, replace=p0, after=p0, expected_revision=1)
 
 
-@refused(errno.ESTALE, StaleRevision)
+@refused(errno.ESTALE, StaleRevision, needs=MPROG)
 def attach_stale_revision(lab: Lab) -> Action:                        # step 10
     cg = lab.cg()
     lab.add(cg, lab.prog())
     return lambda: lab.add(cg, lab.prog(), expected_revision=1)
 
 
-@refused(errno.ESTALE, StaleRevision)
+@refused(errno.ESTALE, StaleRevision, needs=MPROG)
 def attach_stale_beats_hierarchy(lab: Lab) -> Action:                 # 10 before 11
     lab.add(lab.cg("a"), lab.prog(), EXCL)
     return lambda: lab.add(lab.cg("a/b"), lab.prog(), expected_revision=2)
 
 
-@refused(errno.ESTALE, StaleRevision)
+@refused(errno.ESTALE, StaleRevision, needs=MPROG)
 def attach_stale_beats_mode_mismatch(lab: Lab) -> Action:             # 10 before 12
     cg = lab.cg()
     lab.add(cg, lab.prog(), EXCL)
     return lambda: lab.add(cg, lab.prog(), MULTI, expected_revision=1)
 
 
-@refused(errno.ESTALE, StaleRevision)
+@refused(errno.ESTALE, StaleRevision, needs=MPROG)
 def attach_stale_beats_duplicate(lab: Lab) -> Action:                 # 10 before 14
     cg, p = lab.cg(), lab.prog()
     lab.add(cg, p)
     return lambda: lab.add(cg, p, expected_revision=1)
 
 
-@refused(errno.ESTALE, StaleRevision)
+@refused(errno.ESTALE, StaleRevision, needs=MPROG)
 def attach_stale_beats_missing_anchor(lab: Lab) -> Action:            # 10 before 16
     cg = lab.cg()
     lab.add(cg, lab.prog())
@@ -318,7 +341,7 @@ def attach_duplicate_beats_missing_replace(lab: Lab) -> Action:       # 14 befor
     return lambda: lab.add(cg, p, replace=lab.prog())
 
 
-@refused(errno.EINVAL)
+@refused(errno.EINVAL, needs=MPROG)
 def attach_duplicate_beats_missing_anchor(lab: Lab) -> Action:        # 14 before 16
     cg, p = lab.cg(), lab.prog()
     lab.add(cg, p)
@@ -359,19 +382,19 @@ def detach_removed_cgroup(lab: Lab) -> Action:                        # step 4
     return detach(lab.remove(), None)
 
 
-@refused(errno.ENOENT)
+@refused(errno.ENOENT, needs=MPROG)
 def detach_removed_cgroup_beats_stale(lab: Lab) -> Action:            # 4 before 6
     return detach(lab.remove(), None, expected_revision=5)
 
 
-@refused(errno.ESTALE, StaleRevision)
+@refused(errno.ESTALE, StaleRevision, needs=MPROG)
 def detach_stale_revision(lab: Lab) -> Action:                        # step 6
     cg, p = lab.cg(), lab.prog()
     lab.add(cg, p)
     return detach(cg, p, expected_revision=1)
 
 
-@refused(errno.ESTALE, StaleRevision)
+@refused(errno.ESTALE, StaleRevision, needs=MPROG)
 def detach_stale_beats_empty_hook(lab: Lab) -> Action:                # 6 before 7
     return detach(lab.cg(), None, expected_revision=2)
 
@@ -483,21 +506,21 @@ def link_removed_cgroup(lab: Lab) -> Action:                          # step 6
     return lambda: lab.link(cg, lab.prog())
 
 
-@refused(errno.ESTALE, StaleRevision)
+@refused(errno.ESTALE, StaleRevision, needs=MPROG)
 def link_stale_revision(lab: Lab) -> Action:                          # step 8 (§4 10)
     cg = lab.cg()
     lab.link(cg, lab.prog())
     return lambda: lab.link(cg, lab.prog(), expected_revision=1)
 
 
-@refused(errno.ESTALE, StaleRevision)
+@refused(errno.ESTALE, StaleRevision, needs=MPROG)
 def link_stale_beats_mode_mismatch(lab: Lab) -> Action:               # §4 10 before 12
     cg = lab.cg()
     lab.add(cg, lab.prog(), EXCL)
     return lambda: lab.link(cg, lab.prog(), expected_revision=1)
 
 
-@refused(errno.ESTALE, StaleRevision)
+@refused(errno.ESTALE, StaleRevision, needs=MPROG)
 def link_stale_beats_hierarchy(lab: Lab) -> Action:                   # §4 10 before 11
     lab.add(lab.cg("a"), lab.prog(), OVER)
     lab.add(lab.cg("a/b"), lab.prog(), EXCL)
@@ -510,7 +533,7 @@ def link_below_late_exclusive_parent(lab: Lab) -> Action:             # §4 step
     return lambda: lab.link(child, lab.prog())
 
 
-@refused(errno.EPERM)
+@refused(errno.EPERM, needs=MPROG)
 def link_mode_mismatch_beats_missing_anchor(lab: Lab) -> Action:      # §4 12 before 16
     cg, other = lab.cg("a"), lab.cg("b")
     lab.add(cg, lab.prog(), OVER)
@@ -615,17 +638,18 @@ def get_pin_not_on_bpffs(lab: Lab) -> Action:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_refused(lab: Lab, name: str) -> None:
-    scenario, err, cls = CASES[name]
-    check_fails(lab, scenario(lab), err, cls)
+    scenario, err, cls, needs = CASES[name]
+    check_fails(lab, scenario(lab), err, cls, needs)
 
 
 # --------------------------------------------------------------------------- matrices
 
 
 def test_fresh_hook(lab: Lab) -> None:
-    """§8: nothing attached: mode 0, no entries, revision 1; effective revision 0."""
+    """§8: nothing attached: mode 0, no entries, revision 1 (0 without the mprog API,
+    §19); effective revision 0."""
     cg = lab.cg()
-    assert cg.query(EGRESS) == Query(EXCL, 0, 1, [])
+    assert cg.query(EGRESS) == Query(EXCL, 0, R(lab, 1), [])
     assert cg.query(EGRESS, effective=True) == Query(EXCL, 0, 0, [])
 
 
@@ -638,11 +662,16 @@ def test_mode_matrix(lab: Lab, old: Mode, new: Mode, preorder: bool) -> None:
     cg, (p0, p1) = lab.cg(), lab.progs(2)
     lab.add(cg, p0, old)
     multi = {old, new} <= {MULTI, LINK}
-    if not (multi or old == new):
-        check_fails(lab, lambda: lab.add(cg, p1, new, preorder=preorder), errno.EPERM)
+    needs = ((probe.PREORDER_LINK if new == LINK else probe.PREORDER_ATTACH),) \
+        if preorder else ()
+    if not (multi or old == new) or not all(has(lab, k) for k in needs):
+        # without the PREORDER feature the request is refused whatever the modes
+        check_fails(lab, lambda: lab.add(cg, p1, new, preorder=preorder), errno.EPERM,
+                    needs=needs)
         return
     lab.add(cg, p1, new, preorder=preorder)
-    expected = Query(MULTI, MULTI, 3, []) if multi else Query(AttachMode(old), old, 3, [])
+    expected = Query(MULTI, MULTI, R(lab, 3), []) if multi else \
+        Query(AttachMode(old), old, R(lab, 3), [])
     q = cg.query(EGRESS)
     assert (q.mode, q.attach_flags, q.revision) == \
         (expected.mode, expected.attach_flags, expected.revision)
@@ -684,7 +713,7 @@ def test_non_multi_detach_ignores_prog(lab: Lab, mode: AttachMode, arg: str) -> 
     prog = {"none": None, "itself": p, "another": lab.prog(),
             "wrong-type": lab.other_type()}[arg]
     cg.detach(prog, EGRESS)
-    assert cg.query(EGRESS) == Query(EXCL, 0, 3, [])
+    assert cg.query(EGRESS) == Query(EXCL, 0, R(lab, 3), [])
     lab.add(cg, p, MULTI)
     assert cg.query(EGRESS).mode == MULTI
 
@@ -699,7 +728,7 @@ def test_one_prog_several_entries(lab: Lab, order: list[str]) -> None:
     assert cg.query(EGRESS).ids == [p.id] * 3
     check_fails(lab, lambda: lab.add(cg, p, MULTI), errno.EINVAL)  # a second legacy one
     cg.detach(p, EGRESS)  # removes the legacy entry only
-    assert (cg.query(EGRESS).ids, rev(cg)) == ([p.id] * 2, 5)
+    assert (cg.query(EGRESS).ids, rev(cg)) == ([p.id] * 2, R(lab, 5))
 
 
 def test_replace_in_place(lab: Lab) -> None:
@@ -708,9 +737,14 @@ def test_replace_in_place(lab: Lab) -> None:
     for p in (p0, p1, p2):
         lab.add(cg, p)
     lab.add(cg, p3, replace=p1)
-    assert (ids(cg), rev(cg)) == ([p0.id, p3.id, p2.id], 5)
-    lab.add(cg, p3, replace=p3, expected_revision=5)
-    assert (ids(cg), rev(cg)) == ([p0.id, p3.id, p2.id], 6)
+    assert (ids(cg), rev(cg)) == ([p0.id, p3.id, p2.id], R(lab, 5))
+    if has(lab, probe.MPROG):
+        lab.add(cg, p3, replace=p3, expected_revision=5)
+    else:  # expected_revision is the mprog API's: refused, then replaced without it
+        check_fails(lab, partial(lab.add, cg, p3, replace=p3, expected_revision=5),
+                    errno.ESTALE, StaleRevision, needs=MPROG)
+        lab.add(cg, p3, replace=p3)
+    assert (ids(cg), rev(cg)) == ([p0.id, p3.id, p2.id], R(lab, 6))
     check_fails(lab, lambda: lab.add(cg, p2, replace=p0), errno.EINVAL)  # p2 is there
 
 
@@ -720,13 +754,16 @@ def test_replace_in_place(lab: Lab) -> None:
 def test_revision_counts_every_change(lab: Lab) -> None:
     """§0 fact 1, §18: starts at 1, +1 per successful attach, replace, detach, link
     create, update (same prog too), close and LINK_DETACH; failures and a second
-    LINK_DETACH add nothing."""
+    LINK_DETACH add nothing.  Without the mprog API (§19) the revision stays 0 through
+    the same changes (made without anchors and expected revisions, which it lacks)."""
+    mprog = has(lab, probe.MPROG)
     cg, (p0, p1, p2, p3, p4) = lab.cg(), lab.progs(5)
-    assert rev(cg) == 1
+    assert rev(cg) == R(lab, 1)
     links: list[Link] = []
+    mp: dict[str, object] = {"before": HEAD, "expected_revision": 2} if mprog else {}
     steps: list[tuple[str, Callable[[], object], int]] = [
         ("attach", lambda: lab.add(cg, p0), 1),
-        ("attach at head", lambda: lab.add(cg, p1, before=HEAD, expected_revision=2), 1),
+        ("attach at head", lambda: lab.add(cg, p1, **mp), 1),
         ("replace", lambda: lab.add(cg, p2, replace=p1), 1),
         ("link", lambda: links.append(lab.link(cg, p3)), 1),
         ("update", lambda: links[0].update(p4), 1),
@@ -735,7 +772,7 @@ def test_revision_counts_every_change(lab: Lab) -> None:
         ("LINK_DETACH again", lambda: links[0].detach(), 0),
         ("link again", lambda: links.append(lab.link(cg, p3)), 1),
         ("close the link", lambda: links[1].close(), 1),
-        ("detach", lambda: cg.detach(p0, EGRESS, expected_revision=10), 1),
+        ("detach", lambda: cg.detach(p0, EGRESS, expected_revision=10 if mprog else 0), 1),
         ("detach the last", lambda: cg.detach(p2, EGRESS), 1),
         ("exclusive attach", lambda: lab.add(cg, p0, EXCL), 1),
         ("exclusive re-attach, same prog", lambda: lab.add(cg, p0, EXCL), 1),
@@ -746,9 +783,9 @@ def test_revision_counts_every_change(lab: Lab) -> None:
     for what, step, delta in steps:
         step()
         expected += delta
-        assert rev(cg) == expected, what
+        assert rev(cg) == R(lab, expected), what
     check_fails(lab, lambda: cg.detach(None, EGRESS), errno.ENOENT)
-    assert rev(cg) == expected == 16
+    assert rev(cg) == R(lab, expected) == R(lab, 16)
 
 
 def test_revision_is_per_hook(lab: Lab) -> None:
@@ -758,7 +795,7 @@ def test_revision_is_per_hook(lab: Lab) -> None:
     p = lab.prog()
     lab.add(parent, p)
     lab.link(parent, p)
-    assert (rev(parent), rev(parent, INGRESS), rev(child)) == (3, 1, 1)
+    assert (rev(parent), rev(parent, INGRESS), rev(child)) == (R(lab, 3), R(lab, 1), R(lab, 1))
     assert ids(child, effective=True) == [p.id, p.id]
 
 
@@ -775,7 +812,7 @@ def test_update_accepts_what_the_kernel_accepts(lab: Lab) -> None:
     for new, expected in ((p0, None), (p1, p0), (p2, None), (p2, p2)):
         link.update(new, expected=expected)
         assert link.info().prog_id == new.id
-    assert (ids(cg), rev(cg)) == ([p2.id, p1.id, p2.id], 8)
+    assert (ids(cg), rev(cg)) == ([p2.id, p1.id, p2.id], R(lab, 8))
     other.close()
     c4, c4b = lab.prog(ProgType.CGROUP_SOCK_ADDR, CONNECT4), \
         lab.prog(ProgType.CGROUP_SOCK_ADDR, CONNECT4)
@@ -880,7 +917,7 @@ def test_link_detach_twice(lab: Lab) -> None:
     assert before.cgroup_id == cg.id != 0
     link.detach()
     link.detach()
-    assert (ids(cg), rev(cg), link.defunct) == ([], 3, True)
+    assert (ids(cg), rev(cg), link.defunct) == ([], R(lab, 3), True)
     assert link.info() == LinkInfo(before.id, LinkType.CGROUP, p.id, 0, EGRESS)
 
 
@@ -918,7 +955,7 @@ def test_full_list(lab: Lab, how: str) -> None:
     cg = lab.cg()
     progs = fill(lab, cg, how)
     q = cg.query(EGRESS)
-    assert (q.mode, q.ids, q.revision) == (MULTI, [p.id for p in progs], 1 + MAX)
+    assert (q.mode, q.ids, q.revision) == (MULTI, [p.id for p in progs], R(lab, 1 + MAX))
     extra = lab.prog()
     check_fails(lab, lambda: lab.add(cg, extra), errno.E2BIG)
     check_fails(lab, lambda: lab.link(cg, extra), errno.E2BIG)
@@ -930,24 +967,25 @@ def test_full_list(lab: Lab, how: str) -> None:
     assert ids(cg) == [p.id for p in progs[1:]] + [extra.id]
 
 
-#: Requests on a full list: (scenario on the lab, the hook and its programs, errno).
+#: Requests on a full list: (scenario on the lab, the hook and its programs, errno, the
+#: features the request uses).
 FullAttempt = Callable[[Lab, Cgroup, list[Program]], Action]
-FULL: dict[str, tuple[FullAttempt, int]] = {
-    "duplicate": (lambda lab, cg, ps: lambda: lab.add(cg, ps[0]), errno.E2BIG),
-    "relink": (lambda lab, cg, ps: lambda: lab.link(cg, ps[0]), errno.E2BIG),
+FULL: dict[str, tuple[FullAttempt, int, tuple[str, ...]]] = {
+    "duplicate": (lambda lab, cg, ps: lambda: lab.add(cg, ps[0]), errno.E2BIG, ()),
+    "relink": (lambda lab, cg, ps: lambda: lab.link(cg, ps[0]), errno.E2BIG, ()),
     "replace": (lambda lab, cg, ps: lambda: lab.add(cg, lab.prog(), replace=ps[0]),
-                errno.E2BIG),
+                errno.E2BIG, ()),
     "replace-itself": (lambda lab, cg, ps: lambda: lab.add(cg, ps[0], replace=ps[0]),
-                       errno.E2BIG),
+                       errno.E2BIG, ()),
     "replace-missing": (lambda lab, cg, ps: lambda: lab.add(cg, ps[0], replace=lab.prog()),
-                        errno.E2BIG),
+                        errno.E2BIG, ()),
     "missing-anchor": (lambda lab, cg, ps: lambda: lab.add(cg, lab.prog(), after=lab.prog()),
-                       errno.E2BIG),
+                       errno.E2BIG, MPROG),
     "stale-beats-e2big": (lambda lab, cg, ps: lambda: lab.add(cg, ps[0], expected_revision=1),
-                          errno.ESTALE),
+                          errno.ESTALE, MPROG),
     "stale-link-beats-e2big": (
         lambda lab, cg, ps: lambda: lab.link(cg, lab.prog(), expected_revision=1),
-        errno.ESTALE),
+        errno.ESTALE, MPROG),
 }
 
 
@@ -957,9 +995,9 @@ def test_full_list_precedence(lab: Lab, how: str, attempt: str) -> None:
     """§0 fact 7, §4 step 13: E2BIG is checked before the duplicate, replace and anchor
     lookups, and after the revision check."""
     cg = lab.cg("a/b")
-    scenario, err = FULL[attempt]
+    scenario, err, needs = FULL[attempt]
     action = scenario(lab, cg, fill(lab, cg, how))
-    check_fails(lab, action, err, StaleRevision if err == errno.ESTALE else BpfError)
+    check_fails(lab, action, err, StaleRevision if err == errno.ESTALE else BpfError, needs)
 
 
 def test_full_list_below_late_exclusive_parent(lab: Lab) -> None:
@@ -983,5 +1021,7 @@ def test_effective_query_of_a_deep_chain(lab: Lab) -> None:
         attached[rel] = [p.id for p in progs]
     eff = lab.cg("a/b/c").query(EGRESS, effective=True)
     assert eff.ids == attached["a/b/c"] + attached["a/b"] + attached["a"]
-    assert (eff.revision, eff.attach_flags) == (0, 0)
+    # effective attach_flags: 0 since 6.0, the hook's mode before (§8)
+    flags = 0 if has(lab, "prog_attach_flags_query") else MULTI
+    assert (eff.revision, eff.attach_flags) == (0, flags)
     assert ids(lab.cg("a/b")) == attached["a/b"]
