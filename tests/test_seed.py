@@ -11,7 +11,7 @@ import pytest
 from cgbpf import AttachMode, BpfError, ExpectedProgramMismatch, Link
 from cgbpf._scratch import Scratch
 from cgbpf._traffic import udp_loopback
-from cgbpf.kernel import Kernel
+from cgbpf.kernel import Kernel, probe
 from cgtest import EGRESS, Counters
 
 
@@ -40,7 +40,9 @@ def test_cgroup_link_seed(kernel: Kernel, scratch: Scratch) -> None:
     assert (q.mode, len(q.programs)) == (AttachMode.MULTI, 1)
     eff = cg4.query(EGRESS, effective=True)                            # 4
     assert len(eff.programs) == 4
-    assert eff.ids == [main.id] * 4 and eff.attach_flags == 0          # 5
+    # effective attach_flags: 0 since 6.0 (prog_attach_flags_query), the mode before (§8)
+    flags = 0 if probe.check(kernel, "prog_attach_flags_query") is not False else AttachMode.MULTI
+    assert eff.ids == [main.id] * 4 and eff.attach_flags == flags      # 5
     links[3].close()                                                   # 6
     check(3, 0)                                                        # 7
     cg4.attach(main, EGRESS, mode=AttachMode.MULTI)                    # 8
