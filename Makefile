@@ -37,10 +37,11 @@ fuzz: install
 	$(BIN)/python tests/differential.py --steps 10000
 	CGBPF_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/model/test_model_attr.py -k fuzz
 
-# Real Debian kernels in qemu vs the model's profiles (slow: ~1 min each, downloads once).
+# The kernel matrix (as root): Debian 6.1, 6.12.100 and 6.12 booted in qemu by
+# ../shared/tools/run-on-kernel.sh; in each, the host tests, the probes against the named
+# profile, the differential test and the characteristic requests (tests/kernels/README.md).
 kernels: install
-	tests/kernels/check.sh 6.1 6.1
-	tests/kernels/check.sh 6.12.100+deb12-amd64 6.12.100
+	$(BIN)/python tests/kernels/matrix.py
 
 bench: install
 	$(BIN)/python bench/link_ops.py
