@@ -99,3 +99,13 @@ def test_update_to_another_expected_attach_type(kernel: Kernel) -> None:
         pair.finish()
     finally:
         pair.close()
+
+
+@pytest.mark.parametrize("version", ["6.1.192", "6.12.100"])
+def test_older_kernels_model_against_itself(version: str) -> None:
+    """The driver on kernels without the mprog API, revisions or PREORDER for links (no
+    root needed): the model of such a kernel standing in for the host agrees with itself,
+    and the 6.18 model does not."""
+    check(ModelKernel(version), examples=10, steps=30, seed=1, profile=version)
+    with pytest.raises(Divergence):
+        check(ModelKernel(version), examples=10, steps=30, seed=1, profile="6.18", shrink=False)
