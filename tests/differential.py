@@ -1365,6 +1365,7 @@ class Pair:
     steps = 0  # steps run by every Pair of this process (the long fuzz reports it)
     outcomes: ClassVar[Counter[tuple[str, str]]] = Counter()  # (op, host result) -> count
     counting = True  # whether steps count in outcomes (not while minimising)
+    stop = False  # set by a signal: the next step raises KeyboardInterrupt
 
     def __init__(self, host: Kernel, model: Kernel, families: Sequence[str] = ()) -> None:
         """``families``: the program families the steps use (also :meth:`choose`)."""
@@ -1408,6 +1409,8 @@ class Pair:
 
     def step(self, op: Op) -> Result:
         """Run ``op`` on both; the host's result (the model's is the same)."""
+        if Pair.stop:
+            raise KeyboardInterrupt  # hypothesis lets it through (and tears down)
         self.ops.append(op)
         self.types |= op.types()
         scope = op.affects(self.sides[0])
@@ -1637,8 +1640,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=0,
                         help="start no new batch after this long (0: no limit)")
     args = parser.parse_args(argv)
-    # a SIGTERM (a timeout) unwinds like Ctrl-C: the scratch cgroups and bpffs are removed
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    # SIGTERM (a timeout) and Ctrl-C stop the run at the next step, so that the scratch
+    # cgroups and bpffs are removed; a second one stops it at once
+    def interrupt(*_: object) -> None:
+        if Pair.stop:
+            raise KeyboardInterrupt
+        Pair.stop = True
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     profile = resolve(args.against)
     if args.with_:
         profile = profile.with_(*args.with_)
@@ -1650,26 +1660,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     host = cgbpf.host()
     found: dict[str, str] = {}
     start = time.monotonic()
-    for batch in itertools.count():
-        if Pair.steps >= args.steps or (
-                args.max_seconds and time.monotonic() - start > args.max_seconds):
-            break
-        left = -(-(args.steps - Pair.steps) // args.length)  # sequences still to run
-        try:
-            check(host, examples=min(args.batch, left), steps=args.length, seed=seed + batch,
-                  profile=profile, shrink=args.shrink)
-        except Divergence as e:
-            text = str(e)
-            found.setdefault(text.splitlines()[-1], f"seed {seed + batch}: {text}")
-            print(text, file=sys.stderr)
-        print(f"{Pair.steps} steps, {len(found)} distinct divergences, "
-              f"{time.monotonic() - start:.0f} s", file=sys.stderr)
+    interrupted = False
+    try:
+        for batch in itertools.count():
+            if Pair.steps >= args.steps or (
+                    args.max_seconds and time.monotonic() - start > args.max_seconds):
+                break
+            left = -(-(args.steps - Pair.steps) // args.length)  # sequences still to run
+            try:
+                check(host, examples=min(args.batch, left), steps=args.length,
+                      seed=seed + batch, profile=profile, shrink=args.shrink)
+            except Divergence as e:
+                text = str(e)
+                found.setdefault(text.splitlines()[-1], f"seed {seed + batch}: {text}")
+                print(text, file=sys.stderr)
+            print(f"{Pair.steps} steps, {len(found)} distinct divergences, "
+                  f"{time.monotonic() - start:.0f} s", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
     for text in found.values():
         print(text, end="\n\n")
     print(ok_table())
     print(f"{Pair.steps} steps run against model {profile.name}; "
-          f"{len(found)} distinct divergences")
-    return 1 if found else 0
+          f"{len(found)} distinct divergences" + ("; interrupted" if interrupted else ""))
+    return 1 if found or interrupted else 0
 
 
 if __name__ == "__main__":
