@@ -75,8 +75,9 @@ def _replace_self(u: Use) -> str:
     return outcome(lambda: u.cg.attach(prog, replace=prog))
 
 
-def _restricted(caps: set[str], fn: Callable[[Kernel], object]) -> Callable[[Use], str]:
-    return lambda u: outcome(lambda: u.k.run_restricted(caps, fn))
+def _restricted(caps: set[str], fn: Callable[[Use, Kernel], object]) -> Callable[[Use], str]:
+    """``fn(use, child)`` in a child process with only ``caps``."""
+    return lambda u: outcome(lambda: u.k.run_restricted(caps, lambda k: fn(u, k)))
 
 
 def _link_info_len(u: Use) -> str:
@@ -120,7 +121,7 @@ _QUERY = {"target_fd": 0, "attach_type": EGRESS}
 #: feature -> (the use, its outcome with the feature, its outcome without)
 USES: dict[str, tuple[Callable[[Use], str], str, str]] = {
     probe.LINKS: (lambda u: outcome(u.link), "ok", "NotSupported"),
-    "cap_bpf": (_restricted({"CAP_BPF", "CAP_NET_ADMIN"}, lambda k: load(k).close()),
+    "cap_bpf": (_restricted({"CAP_BPF", "CAP_NET_ADMIN"}, lambda u, k: load(k).close()),
                 "ok", "EPERM"),
     probe.LINK_INFO: (lambda u: outcome(
         lambda: u.stack.enter_context(u.cg.link(u.prog())).info()), "ok", "NotSupported"),
@@ -145,8 +146,8 @@ USES: dict[str, tuple[Callable[[Use], str], str, str]] = {
                      "info_len=48"),
     "obj_path_fd": (lambda u: outcome(lambda: _pin_with_path_fd(u)), "ok", "EINVAL"),
     "unix_hooks": (_hook(AT.CGROUP_UNIX_CONNECT), "ok", "EINVAL"),
-    "bpf_net_capable": (_restricted({"CAP_SYS_ADMIN", "CAP_BPF"}, lambda k: Cgroup.open(
-        _PATH[0], kernel=k).query(EGRESS)), "ok", "EPERM"),
+    "bpf_net_capable": (_restricted({"CAP_SYS_ADMIN", "CAP_BPF"}, lambda u, k: Cgroup.open(
+        u.cg.path, kernel=k).query(EGRESS)), "ok", "EPERM"),
     "skb_link_type_check": (lambda u: outcome(
         lambda: u.link(u.prog(), AT.CGROUP_INET_SOCK_CREATE)), "EINVAL", "ok"),
     probe.PREORDER_ATTACH: (lambda u: outcome(lambda: (
@@ -160,7 +161,6 @@ USES: dict[str, tuple[Callable[[Use], str], str, str]] = {
     probe.UPDATE_EAT_CHECK: (_update_to_other_eat, "EINVAL", "ok"),
 }
 _IDS = (ctypes.c_uint32 * 4)()
-_PATH: list[str] = [""]  # the cgroup a restricted child opens
 
 
 def test_every_feature_has_a_use() -> None:
@@ -174,7 +174,6 @@ def test_probe_matches_real_use(kernel: Kernel, scratch: Scratch, feature: str) 
     use, present, absent = USES[feature]
     with ExitStack() as stack:
         u = Use(kernel, scratch, stack)
-        _PATH[0] = u.cg.path
         got = use(u)
     assert got == (present if found else absent), f"probe says {found}"
     assert Cgroup.open(u.cg.path, kernel=kernel).query(EGRESS).ids == []

@@ -158,11 +158,12 @@ class Cgroup(FdObject):
         try:
             fd = k.open_dir(path, path_only=path_only)
         except NotADirectoryError as e:
-            if k.fs_magic(path) == CGROUP2_MAGIC:
+            magic = k.fs_magic(path)
+            if magic == CGROUP2_MAGIC:
                 raise NotACgroup2(errno.EBADF, f"{path} is a cgroup2 file, not a cgroup "
                                   "directory", command="open",
                                   hint="pass the cgroup's directory") from e
-            raise _not_cgroup2(k, path, k.fs_magic(path)) from e
+            raise _not_cgroup2(k, path, magic) from e
         except OSError as e:
             raise BpfError(e.errno or errno.EIO, f"cgroup {path}", command="open",
                            hint=f"cgroup2 is mounted at {k.cgroup_root}") from e
