@@ -7,12 +7,16 @@ STAMP := $(VENV)/.installed
 .PHONY: deps install demo test lint fuzz kernels bench
 
 # Debian packages: gcc and the kernel uapi headers (the ABI test compiles against
-# <linux/bpf.h>), util-linux for setpriv (privilege tests), python3-venv.
+# <linux/bpf.h>), util-linux for setpriv (privilege tests), python3-venv, clang and
+# libbpf-dev (<bpf/bpf_helpers.h>) for the BPF programs in C the loader tests compile,
+# bpftool (the loader's and the CLI's reference).
 deps:
 	@if ! command -v gcc >/dev/null || [ ! -f /usr/include/linux/bpf.h ] || \
-	    ! command -v setpriv >/dev/null || ! $(PY) -c 'import venv, ensurepip' 2>/dev/null; then \
+	    ! command -v setpriv >/dev/null || ! $(PY) -c 'import venv, ensurepip' 2>/dev/null || \
+	    ! command -v clang >/dev/null || [ ! -f /usr/include/bpf/bpf_helpers.h ] || \
+	    ! command -v bpftool >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    gcc libc6-dev linux-libc-dev util-linux python3-venv; fi
+	    gcc libc6-dev linux-libc-dev util-linux python3-venv clang libbpf-dev bpftool; fi
 
 $(STAMP): pyproject.toml | deps
 	$(PY) -m venv $(VENV)
