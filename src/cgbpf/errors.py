@@ -130,3 +130,15 @@ class NotACgroup2(BpfError):
 
 class ClosedError(BpfError):
     """An operation on an object whose fd was already closed (EBADF)."""
+
+
+class MalformedObject(BpfError):
+    """A BPF object file (ELF, BTF, ``.BTF.ext``) cannot be read: ``path`` names the file,
+    ``section`` the part that is wrong (EINVAL; nothing was loaded)."""
+
+    def __init__(self, detail: str, *, path: str = "", section: str = "", hint: str = "") -> None:
+        where = ", ".join(x for x in (path, section and f"section {section}") if x)
+        super().__init__(_errno.EINVAL, f"{where}: {detail}" if where else detail,
+                         hint=hint or "rebuild the object with clang -target bpf -g -O2")
+        self.path = path
+        self.section = section
