@@ -136,6 +136,8 @@ class MalformedObject(BpfError):
     """A BPF object file (ELF, BTF, ``.BTF.ext``) cannot be read: ``path`` names the file,
     ``section`` the part that is wrong (EINVAL; nothing was loaded)."""
 
+    fixed_errno = _errno.EINVAL
+
     def __init__(self, detail: str, *, path: str = "", section: str = "", hint: str = "") -> None:
         where = ", ".join(x for x in (path, section and f"section {section}") if x)
         super().__init__(_errno.EINVAL, f"{where}: {detail}" if where else detail,
