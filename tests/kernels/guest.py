@@ -3,7 +3,8 @@
     python3 tests/kernels/guest.py PROFILE STEPS [--deselect NODEID]...
 
 In the job directory (``/job/dir``: ``src/``, ``tests/``, ``pyproject.toml``, ``vendor/``
-with the pure-Python test dependencies), as root on the guest's kernel:
+with the pure-Python dependencies, ``bpf-objects/`` with the tests' C programs compiled
+on the host), as root on the guest's kernel:
 
 1. the kernel: ``uname -r`` and ``/proc/version`` (the upstream version of the build);
 2. the probes: ``probe_all(cgbpf.host())`` and ``Profile.diff(Profile.probe(host),
@@ -34,13 +35,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(ROOT, "out")
 PATH = os.pathsep.join(os.path.join(ROOT, d) for d in ("src", "vendor"))
+#: The tests' BPF programs in C, compiled by matrix.py on the host (no clang here).
+BPF_OBJECTS = os.path.join(ROOT, "bpf-objects")
 
 
 def run(name: str, argv: list[str], timeout: float, *, echo: bool = True) -> tuple[int, str, float]:
     """``argv`` from the job directory, its output kept in ``out/<name>.txt`` and, with
     ``echo``, streamed to ours (the guest's console log: where a hang shows): (exit code,
     output, seconds).  Killed after ``timeout`` seconds (exit code 124)."""
-    env = dict(os.environ, PYTHONPATH=PATH, CI="true")
+    env = dict(os.environ, PYTHONPATH=PATH, CI="true", CGBPF_BPF_CACHE=BPF_OBJECTS)
     t0 = time.monotonic()
     lines: list[str] = []
     with subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,

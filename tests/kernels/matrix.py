@@ -5,8 +5,9 @@ kernels, each booted in qemu by ``<project>/../shared/tools/run-on-kernel.sh``.
     .venv/bin/python tests/kernels/matrix.py 6.1 --jobs 1   # one kernel, one VM at a time
 
 The job directory is built once (``src/``, ``tests/``, ``pyproject.toml`` and, in
-``vendor/``, the pure-Python test dependencies of this interpreter: pytest, hypothesis and
-theirs; the guest has python3 but no pip) and every kernel runs ``tests/kernels/guest.py``
+``vendor/``, the pure-Python dependencies of this interpreter: pyelftools, pytest,
+hypothesis and theirs; the guest has python3 but no pip; in ``bpf-objects/`` the tests' C
+programs, compiled here: the guest has no clang) and every kernel runs ``tests/kernels/guest.py``
 in it.  Per kernel this prints the kernel release, pytest's summary, the probe line, the
 differential results, the characteristic requests against the model profile, and the wall
 time.  Exit 1 if any kernel fails.  Outputs (per kernel: the guest's ``out/`` with every
@@ -71,7 +72,7 @@ IGNORE: dict[str, str] = {
 }
 
 #: What the guest needs besides the standard library (import names; pure Python).
-VENDOR = ("pytest", "_pytest", "py", "pluggy", "iniconfig", "packaging", "pygments",
+VENDOR = ("elftools", "pytest", "_pytest", "py", "pluggy", "iniconfig", "packaging", "pygments",
           "hypothesis", "_hypothesis_globals", "_hypothesis_ftz_detector",
           "_hypothesis_pytestplugin", "sortedcontainers")
 
@@ -80,7 +81,8 @@ STEPS = 1000  # differential steps per run (two runs per kernel)
 
 def build_job(job: Path) -> None:
     """The project's :data:`PROJECT` files and ``vendor/``, compiled here (the guest's
-    python3 is 3.11 too: its imports then skip compiling, which TCG makes slow)."""
+    python3 is 3.11 too: its imports then skip compiling, which TCG makes slow), and in
+    ``bpf-objects/`` the tests' BPF programs compiled with clang (tests/bpfc.py)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache")
     for name in PROJECT:
         if (ROOT / name).is_dir():
@@ -102,8 +104,13 @@ def build_job(job: Path) -> None:
     site = Path(importlib.util.find_spec("hypothesis").origin).parent.parent  # type: ignore[arg-type,union-attr]
     for dist in site.glob("*.dist-info"):
         if dist.name.split("-")[0].lower() in ("hypothesis", "pytest", "pluggy", "iniconfig",
-                                                "packaging", "pygments", "sortedcontainers"):
+                                                "packaging", "pygments", "sortedcontainers",
+                                                "pyelftools"):
             shutil.copytree(dist, job / "vendor" / dist.name)
+    sys.path.insert(0, str(ROOT / "tests"))
+    import bpfc  # the tests' C programs: the guests have no clang
+
+    bpfc.compile_all(job / "bpf-objects")
     if not compileall.compile_dir(str(job), ddir=GUEST_DIR, quiet=1, workers=0):
         raise SystemExit(f"matrix: compiling {job} failed")
 
