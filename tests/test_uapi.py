@@ -28,6 +28,8 @@ MEASURED_OFFSETS = {
     ("QueryAttr", "link_ids"): 40, ("QueryAttr", "link_attach_flags"): 48,
     ("QueryAttr", "revision"): 56, ("LinkCreateAttr", "relative_fd"): 16,
     ("LinkCreateAttr", "expected_revision"): 24, ("ObjAttr", "path_fd"): 16,
+    ("BtfLoadAttr", "btf_log_true_size"): 28, ("BtfLoadAttr", "btf_flags"): 32,
+    ("BtfLoadAttr", "btf_token_fd"): 36,
 }
 #: Constants newer than the header, with their 6.18 values (§1.2, §2.1).
 MEASURED_CONSTANTS = {"BPF_F_BEFORE": 8, "BPF_F_AFTER": 16, "BPF_F_ID": 32,
@@ -46,11 +48,13 @@ def constants() -> dict[str, int]:
     out |= {f"BPF_{t.name}": int(t) for t in uapi.AttachType}
     out |= {f"BPF_LINK_TYPE_{t.name}": int(t) for t in uapi.LinkType}
     flags = {"ALLOW_OVERRIDE", "ALLOW_MULTI", "REPLACE", "BEFORE", "AFTER", "ID", "PREORDER",
-             "LINK", "QUERY_EFFECTIVE", "RDONLY", "WRONLY", "PATH_FD", "STRICT_ALIGNMENT",
+             "LINK", "QUERY_EFFECTIVE", "RDONLY", "WRONLY", "RDONLY_PROG", "WRONLY_PROG",
+             "MMAPABLE", "PATH_FD", "STRICT_ALIGNMENT",
              "ANY_ALIGNMENT", "TEST_RND_HI32", "TEST_STATE_FREQ", "SLEEPABLE",
              "XDP_HAS_FRAGS", "XDP_DEV_BOUND_ONLY", "TEST_REG_INVARIANTS", "TOKEN_FD", "LOCK"}
     out |= {f"BPF_F_{f}": getattr(uapi, f"F_{f}") for f in flags}
     out |= {f"BPF_{f}": getattr(uapi, f) for f in ("ANY", "NOEXIST", "EXIST")}
+    out |= {"BPF_PSEUDO_CALL": uapi.PSEUDO_CALL, "BPF_PSEUDO_FUNC": uapi.PSEUDO_FUNC}
     out |= {"CGROUP2_SUPER_MAGIC": uapi.CGROUP2_MAGIC, "CGROUP_SUPER_MAGIC": uapi.CGROUP1_MAGIC,
             "BPF_FS_MAGIC": uapi.BPF_FS_MAGIC, "TMPFS_MAGIC": uapi.TMPFS_MAGIC,
             "ANON_INODE_FS_MAGIC": uapi.ANON_INODE_FS_MAGIC}
@@ -197,7 +201,7 @@ def test_layouts_declared_once() -> None:
     ``fields`` and ``c_members`` say the same, and only padding has no C member."""
     classes = {n: c for n, c in vars(uapi).items()
                if isinstance(c, type) and issubclass(c, uapi.Layout) and c is not uapi.Layout}
-    assert classes == uapi.LAYOUTS and len(classes) == 14
+    assert classes == uapi.LAYOUTS and len(classes) == 17
     for name, cls in uapi.LAYOUTS.items():
         assert cls.__name__ == name and issubclass(cls, ctypes.Structure)
         assert [(f.name, f.ctype) for f in cls.fields] == [tuple(f) for f in cls._fields_]
@@ -291,7 +295,8 @@ ATTR_ENDS_6_18 = {
     Cmd.LINK_UPDATE: 16, Cmd.LINK_DETACH: 4, Cmd.OBJ_PIN: 20, Cmd.OBJ_GET: 20,
     Cmd.OBJ_GET_INFO_BY_FD: 16, Cmd.PROG_GET_NEXT_ID: 8, Cmd.MAP_GET_NEXT_ID: 8,
     Cmd.LINK_GET_NEXT_ID: 8, Cmd.PROG_GET_FD_BY_ID: 4, Cmd.LINK_GET_FD_BY_ID: 4,
-    Cmd.MAP_GET_FD_BY_ID: 12, Cmd.MAP_CREATE: 44, Cmd.PROG_LOAD: 116,
+    Cmd.MAP_GET_FD_BY_ID: 12, Cmd.MAP_CREATE: 72, Cmd.PROG_LOAD: 116,
+    Cmd.BTF_LOAD: 40, Cmd.BTF_GET_FD_BY_ID: 12, Cmd.BTF_GET_NEXT_ID: 8, Cmd.MAP_FREEZE: 4,
     Cmd.MAP_LOOKUP_ELEM: 32, Cmd.MAP_UPDATE_ELEM: 32, Cmd.MAP_DELETE_ELEM: 16,
     Cmd.MAP_GET_NEXT_KEY: 24,
 }

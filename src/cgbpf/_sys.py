@@ -35,23 +35,52 @@ def invalid(k: Kernel) -> None:
     k.bpf(-1, uapi.GetIdAttr())
 
 
+def _len(buf: Buffer | None) -> int:
+    return len(buf) if buf is not None else 0
+
+
 def prog_load(k: Kernel, *, prog_type: int, insns: Buffer, insn_cnt: int, license: Buffer,
               expected_attach_type: int = 0, name: bytes = b"", attach_btf_id: int = 0,
-              prog_flags: int = 0, log_buf: Buffer | None = None, log_level: int = 0) -> int:
-    """PROG_LOAD: the new program's fd."""
+              prog_flags: int = 0, log_buf: Buffer | None = None, log_level: int = 0,
+              prog_btf_fd: int = 0, func_info: Buffer | None = None, func_info_cnt: int = 0,
+              func_info_rec_size: int = 0, line_info: Buffer | None = None,
+              line_info_cnt: int = 0, line_info_rec_size: int = 0) -> int:
+    """PROG_LOAD: the new program's fd.  ``func_info``/``line_info`` are record arrays
+    (``bpf_func_info``, ``bpf_line_info``) describing the code with the BTF of
+    ``prog_btf_fd`` (Linux 5.0)."""
     return k.bpf(Cmd.PROG_LOAD, uapi.ProgLoadAttr(
         prog_type=prog_type, insn_cnt=insn_cnt, insns=addr(insns), license=addr(license),
         prog_name=name[: uapi.BPF_OBJ_NAME_LEN - 1], expected_attach_type=expected_attach_type,
         attach_btf_id=attach_btf_id, prog_flags=prog_flags, log_level=log_level,
-        log_size=len(log_buf) if log_buf is not None else 0, log_buf=addr(log_buf)))
+        log_size=_len(log_buf), log_buf=addr(log_buf), prog_btf_fd=prog_btf_fd,
+        func_info=addr(func_info), func_info_cnt=func_info_cnt,
+        func_info_rec_size=func_info_rec_size, line_info=addr(line_info),
+        line_info_cnt=line_info_cnt, line_info_rec_size=line_info_rec_size))
 
 
 def map_create(k: Kernel, *, map_type: int, key_size: int, value_size: int, max_entries: int,
-               map_flags: int = 0, name: bytes = b"") -> int:
-    """MAP_CREATE: the new map's fd."""
+               map_flags: int = 0, name: bytes = b"", btf_fd: int = 0,
+               btf_key_type_id: int = 0, btf_value_type_id: int = 0,
+               map_extra: int = 0) -> int:
+    """MAP_CREATE: the new map's fd (``btf_*``: the key and value types, Linux 4.18)."""
     return k.bpf(Cmd.MAP_CREATE, uapi.MapCreateAttr(
         map_type=map_type, key_size=key_size, value_size=value_size, max_entries=max_entries,
-        map_flags=map_flags, map_name=name[: uapi.BPF_OBJ_NAME_LEN - 1]))
+        map_flags=map_flags, map_name=name[: uapi.BPF_OBJ_NAME_LEN - 1], btf_fd=btf_fd,
+        btf_key_type_id=btf_key_type_id, btf_value_type_id=btf_value_type_id,
+        map_extra=map_extra))
+
+
+def map_freeze(k: Kernel, fd: int) -> None:
+    """MAP_FREEZE: no more syscall-side writes to the map (Linux 5.2)."""
+    k.bpf(Cmd.MAP_FREEZE, uapi.MapFreezeAttr(map_fd=fd))
+
+
+def btf_load(k: Kernel, data: Buffer, *, log_buf: Buffer | None = None,
+             log_level: int = 0) -> int:
+    """BTF_LOAD of the raw BTF in ``data`` (all of it): the new BTF object's fd (4.18)."""
+    return k.bpf(Cmd.BTF_LOAD, uapi.BtfLoadAttr(
+        btf=addr(data), btf_size=len(data), btf_log_buf=addr(log_buf),
+        btf_log_size=_len(log_buf), btf_log_level=log_level))
 
 
 def map_elem(k: Kernel, cmd: Cmd, map_fd: int, key: Buffer | None,
@@ -110,14 +139,14 @@ def prog_query(k: Kernel, target_fd: int, attach_type: int, *, query_flags: int 
 
 
 def next_id(k: Kernel, cmd: Cmd, start_id: int) -> int:
-    """PROG/MAP/LINK_GET_NEXT_ID: the first id after ``start_id`` (ENOENT: none)."""
+    """PROG/MAP/LINK/BTF_GET_NEXT_ID: the first id after ``start_id`` (ENOENT: none)."""
     attr = uapi.GetIdAttr(start_id=start_id)
     k.bpf(cmd, attr)
     return int(attr.next_id)
 
 
 def fd_by_id(k: Kernel, cmd: Cmd, obj_id: int, open_flags: int = 0) -> int:
-    """PROG/MAP/LINK_GET_FD_BY_ID: a new fd for the object with that id."""
+    """PROG/MAP/LINK/BTF_GET_FD_BY_ID: a new fd for the object with that id."""
     return k.bpf(cmd, uapi.GetIdAttr(start_id=obj_id, open_flags=open_flags))
 
 

@@ -66,6 +66,10 @@ class Cmd(enum.IntEnum, metaclass=DocEnumType):
     MAP_GET_FD_BY_ID = 14
     OBJ_GET_INFO_BY_FD = 15
     PROG_QUERY = 16
+    BTF_LOAD = 18  # 4.18
+    BTF_GET_FD_BY_ID = 19  # 4.18
+    MAP_FREEZE = 22  # 5.2
+    BTF_GET_NEXT_ID = 23  # 5.4
     LINK_CREATE = 28
     LINK_UPDATE = 29
     LINK_GET_FD_BY_ID = 30
@@ -160,8 +164,13 @@ F_ID = 1 << 5
 F_PREORDER = 1 << 6
 F_LINK = 1 << 13
 F_QUERY_EFFECTIVE = 1 << 0
-F_RDONLY = 1 << 3
-F_WRONLY = 1 << 4
+# OBJ_GET ``file_flags``, *_GET_FD_BY_ID ``open_flags`` and MAP_CREATE ``map_flags``.
+F_RDONLY = 1 << 3  # map_flags: syscall side read-only (4.15)
+F_WRONLY = 1 << 4  # map_flags: syscall side write-only (4.15)
+# MAP_CREATE ``map_flags`` (the program side; what libbpf sets for global data).
+F_RDONLY_PROG = 1 << 7  # programs may only read the map (5.2: .rodata)
+F_WRONLY_PROG = 1 << 8  # programs may only write it (5.2)
+F_MMAPABLE = 1 << 10  # an ARRAY whose values can be mmap()ed (5.5)
 F_PATH_FD = 1 << 14
 # PROG_LOAD ``prog_flags`` (6.18; every other bit is EINVAL).
 F_STRICT_ALIGNMENT = 1 << 0
@@ -176,6 +185,10 @@ F_TOKEN_FD = 1 << 16
 # MAP_UPDATE_ELEM / MAP_LOOKUP_ELEM ``flags``.
 ANY, NOEXIST, EXIST = 0, 1, 2
 F_LOCK = 1 << 2
+
+# ``ld_imm64`` / call ``src_reg`` (asm has the map ones: PSEUDO_MAP_FD 1, PSEUDO_MAP_VALUE 2).
+PSEUDO_CALL = 1  # call: a bpf-to-bpf call, imm = offset of the callee (4.16)
+PSEUDO_FUNC = 4  # ld_imm64: the address of a subprogram, imm = its offset (5.13)
 
 # PROG_LOAD log levels (include/linux/bpf_verifier.h: not in the uapi header).
 LOG_LEVEL_1 = 1
@@ -403,6 +416,27 @@ class MapCreateAttr(Layout, c_type=_ATTR):
     inner_map_fd: int = u32()
     numa_node: int = u32()
     map_name: bytes = chars(BPF_OBJ_NAME_LEN)
+    map_ifindex: int = u32()
+    btf_fd: int = u32()  # 4.18
+    btf_key_type_id: int = u32()
+    btf_value_type_id: int = u32()
+    btf_vmlinux_value_type_id: int = u32()  # 5.6 (struct_ops)
+    map_extra: int = u64()  # 5.16
+
+
+class MapFreezeAttr(Layout, c_type=_ATTR):
+    map_fd: int = u32()
+
+
+class BtfLoadAttr(Layout, c_type=_ATTR):
+    btf: int = u64()
+    btf_log_buf: int = u64()
+    btf_size: int = u32()
+    btf_log_size: int = u32()
+    btf_log_level: int = u32()
+    btf_log_true_size: int = u32()  # 6.4
+    btf_flags: int = u32()  # 6.9
+    btf_token_fd: int = s32()  # 6.9
 
 
 class MapElemAttr(Layout, c_type=_ATTR):
@@ -554,6 +588,24 @@ class MapInfo(Layout, c_type="struct bpf_map_info"):
     max_entries: int = u32()
     map_flags: int = u32()
     name: bytes = chars(BPF_OBJ_NAME_LEN)
+    ifindex: int = u32()
+    btf_vmlinux_value_type_id: int = u32()
+    netns_dev: int = u64()
+    netns_ino: int = u64()
+    btf_id: int = u32()
+    btf_key_type_id: int = u32()
+    btf_value_type_id: int = u32()
+    _reserved: ctypes.Array[ctypes.c_uint8] = pad(4)  # alignment
+    map_extra: int = u64()
+
+
+class BtfInfo(Layout, c_type="struct bpf_btf_info"):
+    btf: int = u64()
+    btf_size: int = u32()
+    id: int = u32()
+    name: int = u64()  # 5.11
+    name_len: int = u32()
+    kernel_btf: int = u32()
 
 
 #: Sizes measured on 6.18 for structs that outgrew the 6.1 headers (§1.4).

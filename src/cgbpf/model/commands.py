@@ -48,6 +48,9 @@ SLEEPABLE_LOG = ("Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops 
 UNSUPPORTED_LOAD_FIELDS = ("prog_ifindex", "prog_btf_fd", "func_info_rec_size",
                            "func_info", "func_info_cnt", "line_info_rec_size", "line_info",
                            "line_info_cnt", "attach_btf_id", "attach_prog_fd")
+#: MAP_CREATE fields the model does not implement: they must be zero (EINVAL).
+UNSUPPORTED_MAP_FIELDS = ("inner_map_fd", "map_ifindex", "btf_fd", "btf_key_type_id",
+                          "btf_value_type_id", "btf_vmlinux_value_type_id", "map_extra")
 
 
 def bpf(proc: Process, cmd: int, attr_obj: Any, size: int | None) -> int:
@@ -88,6 +91,8 @@ def map_create(proc: Process, attr: Attr) -> int:
     if a.map_type not in (uapi.MapType.ARRAY, uapi.MapType.HASH):
         raise fail(errno.EINVAL)
     is_array = a.map_type == uapi.MapType.ARRAY
+    if any(getattr(a, f) for f in UNSUPPORTED_MAP_FIELDS):
+        raise fail(errno.EINVAL)
     if 0 in (a.max_entries, a.key_size, a.value_size) or a.map_flags or (
             is_array and a.key_size != 4):
         raise fail(errno.EINVAL)

@@ -191,7 +191,7 @@ class Profile:
 #: For MAP_CREATE and PROG_LOAD it is the last field the model implements: any later field
 #: (BTF, offload, tokens, ...) must be zero in the model.
 COMMON_LAST_FIELD: dict[int, tuple[type[uapi.Layout], str]] = {
-    Cmd.MAP_CREATE: (uapi.MapCreateAttr, "map_name"),
+    Cmd.MAP_CREATE: (uapi.MapCreateAttr, "map_extra"),
     Cmd.MAP_LOOKUP_ELEM: (uapi.MapElemAttr, "flags"),
     Cmd.MAP_UPDATE_ELEM: (uapi.MapElemAttr, "flags"),
     Cmd.MAP_DELETE_ELEM: (uapi.MapElemAttr, "key"),
@@ -206,6 +206,12 @@ COMMON_LAST_FIELD: dict[int, tuple[type[uapi.Layout], str]] = {
     Cmd.OBJ_GET_INFO_BY_FD: (uapi.InfoAttr, "info"),
     Cmd.LINK_UPDATE: (uapi.LinkUpdateAttr, "old_prog_fd"),
     Cmd.LINK_DETACH: (uapi.LinkDetachAttr, "link_fd"),
+    # BTF_LOAD: btf_log_true_size 6.4, btf_flags and btf_token_fd 6.9 (the model has no
+    # tokens: btf_flags must be 0, as a kernel without a token fd wants).
+    Cmd.BTF_LOAD: (uapi.BtfLoadAttr, "btf_token_fd"),
+    Cmd.BTF_GET_FD_BY_ID: (uapi.GetIdAttr, "open_flags"),  # 6.18 accepts a token fd past it
+    Cmd.BTF_GET_NEXT_ID: (uapi.GetIdAttr, "next_id"),
+    Cmd.MAP_FREEZE: (uapi.MapFreezeAttr, "map_fd"),
 }
 #: Their ends (where the zero tail starts).
 COMMON_ATTR_END: dict[int, int] = {
