@@ -24,6 +24,7 @@ from cgbpf import (
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel, probe
 from cgbpf.model.profiles import ATTACH_TYPE_FEATURE
+from cgbpf.program import LoadOptions
 from cgbpf.uapi import CGROUP_PROG_TYPE
 from cgtest import host_only, requires
 
@@ -38,7 +39,8 @@ def load(kernel: Kernel, prog_type: ProgType, eat: AttachType | None, ret: int =
          btf_id: int = 0) -> Program:
     """``r0 = ret; exit`` (1 is a legal return value for every cgroup hook)."""
     return Program.load(asm.return_program(ret), prog_type, expected_attach_type=eat,
-                        name="attach_types", attach_btf_id=btf_id, kernel=kernel)
+                        name="attach_types", options=LoadOptions(attach_btf_id=btf_id),
+                        kernel=kernel)
 
 
 def requires_type(kernel: Kernel, at: AttachType | None) -> None:

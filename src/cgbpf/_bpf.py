@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from . import _sys, uapi
-from .errors import BpfError, MissingPrivilege, StaleRevision
+from .errors import BpfError, MissingPrivilege, StaleRevision, VerifierError
 from .kernel.protocol import BPF_FS_MAGIC, Kernel
 from .uapi import Cmd
 
@@ -47,12 +47,23 @@ HINTS: dict[tuple[Cmd, int], str] = {
     (Cmd.PROG_GET_FD_BY_ID, errno.ENOENT): "no program with that id (it may have been freed)",
     (Cmd.LINK_GET_FD_BY_ID, errno.ENOENT): "no link with that id (it may have been freed)",
     (Cmd.MAP_GET_FD_BY_ID, errno.ENOENT): "no map with that id (it may have been freed)",
+    (Cmd.BTF_GET_FD_BY_ID, errno.ENOENT): "no BTF object with that id (it may have been freed)",
+    (Cmd.MAP_UPDATE_ELEM, errno.EPERM): "the map is frozen or read-only from the syscall "
+    "side (BPF_F_RDONLY, MAP_FREEZE), or this fd was opened read-only",
+    (Cmd.MAP_LOOKUP_ELEM, errno.EPERM): "the map is write-only from the syscall side "
+    "(BPF_F_WRONLY), or this fd was opened write-only",
+    (Cmd.MAP_FREEZE, errno.EPERM): "the map is already frozen, read-only from the syscall "
+    "side (BPF_F_RDONLY), or this fd was opened read-only",
+    (Cmd.MAP_FREEZE, errno.EBUSY): "the map is mmap()ed writable",
 }
 
 #: The capability each command asks for when it refuses with EPERM (§15).
 NEEDS: dict[Cmd, str] = {
     Cmd.PROG_LOAD: "CAP_BPF",
     Cmd.MAP_CREATE: "CAP_BPF",
+    Cmd.BTF_LOAD: "CAP_BPF",
+    Cmd.BTF_GET_NEXT_ID: "CAP_SYS_ADMIN",
+    Cmd.BTF_GET_FD_BY_ID: "CAP_SYS_ADMIN",
     Cmd.PROG_QUERY: "CAP_NET_ADMIN",
     Cmd.PROG_GET_NEXT_ID: "CAP_SYS_ADMIN",
     Cmd.PROG_GET_FD_BY_ID: "CAP_SYS_ADMIN",
@@ -102,6 +113,39 @@ def error(k: Kernel, cmd: Cmd, err: int, detail: Detail, *, needs: tuple[str, ..
                                 command=cmd.name)
     cls, hint = (errors or {}).get(err, (BpfError, HINTS.get((cmd, err), "")))
     return cls(err, detail, command=cmd.name, hint=hint)
+
+
+#: Log buffer sizes tried in turn (the log is fetched only after a failure).
+LOG_SIZES = (1 << 16, 1 << 20, 1 << 24)
+
+
+def load_with_log(k: Kernel, cmd: Cmd, load: Callable[..., int], err: int, what: str, *,
+                  logged: tuple[int, ...] = (errno.EINVAL, errno.EACCES),
+                  needs: tuple[str, ...] = (), errors: ErrorMap | None = None,
+                  log_level: int = uapi.LOG_LEVEL_1, no_log_hint: str = "") -> int:
+    """After a refused PROG_LOAD or BTF_LOAD, ``load(log_buf=, log_level=)`` again with a
+    log buffer (growing it on ENOSPC), to raise the kernel's explanation as a
+    :class:`VerifierError` with ``command`` ``cmd``.  Privilege errors are raised as they
+    are, and so is an errno not in ``logged`` (those the kernel explains in its log); a
+    refusal with no log (before the verifier or the BTF parser logged anything) is a
+    :class:`BpfError` with ``no_log_hint``.  A retry that succeeds (a transient failure)
+    returns its fd."""
+    first = error(k, cmd, err, what, needs=needs, errors=errors)
+    if isinstance(first, MissingPrivilege) or err not in logged:
+        raise first
+    text = ""
+    for size in LOG_SIZES:
+        log = ctypes.create_string_buffer(size)
+        try:
+            return load(log_buf=log, log_level=log_level)
+        except OSError as e:
+            text = log.value.decode(errors="replace")
+            err = e.errno or err
+            if err != errno.ENOSPC:
+                break
+    if not text.strip():
+        raise BpfError(err, what, command=cmd.name, hint=no_log_hint)
+    raise VerifierError(err, what, log=text, command=cmd.name)
 
 
 # --------------------------------------------------------------------------- objects

@@ -7,15 +7,43 @@ import ctypes
 import errno
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import _bpf, _check, _sys, uapi
 from ._object import BpfObject, as_enum
 from .errors import BpfError
 from .kernel import Kernel, default_kernel
-from .uapi import Cmd, MapType
+from .uapi import F_MMAPABLE, F_RDONLY, F_RDONLY_PROG, F_WRONLY, F_WRONLY_PROG, Cmd, MapType
+
+if TYPE_CHECKING:
+    from .btf.handle import Handle
 
 #: MAP_UPDATE_ELEM flags.
 ANY, NOEXIST, EXIST = 0, 1, 2
+#: MAP_CREATE ``flags``: the syscall side may only read (RDONLY) or write (WRONLY) the
+#: map (4.15); programs may only read (RDONLY_PROG: libbpf's .rodata) or write it
+#: (WRONLY_PROG), Linux 5.2; an ARRAY whose values can be mmap()ed (MMAPABLE, 5.5).
+MAP_FLAGS = {"RDONLY": F_RDONLY, "WRONLY": F_WRONLY, "RDONLY_PROG": F_RDONLY_PROG,
+             "WRONLY_PROG": F_WRONLY_PROG, "MMAPABLE": F_MMAPABLE}
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """The BTF and other rarer MAP_CREATE attributes, for :meth:`Map.create`.
+
+    ``btf`` with ``btf_key_type_id`` and ``btf_value_type_id``: the key's and value's
+    types in that BTF (Linux 4.18; their sizes must be the map's key and value sizes;
+    bpftool and ``bpf_map_info.btf_id`` show them).  ``map_extra``: per map type (the
+    bloom filter's hash count, 5.16; must be 0 for ARRAY and HASH)."""
+
+    btf: Handle | None = None
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
+    map_extra: int = 0
+
+    def __post_init__(self) -> None:
+        for field in ("btf_key_type_id", "btf_value_type_id", "map_extra"):
+            _check.arg("MapOptions", field, getattr(self, field), int, "an int")
 
 
 @dataclass(frozen=True)
@@ -28,6 +56,10 @@ class MapInfo:
     value_size: int
     max_entries: int
     name: str
+    flags: int = 0
+    btf_id: int = 0
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
 
 
 class Map(BpfObject):
@@ -45,23 +77,45 @@ class Map(BpfObject):
 
     @classmethod
     def create(cls, map_type: MapType, *, key_size: int, value_size: int, max_entries: int,
-               name: str = "", flags: int = 0, kernel: Kernel | None = None) -> Map:
-        """MAP_CREATE."""
+               name: str = "", flags: int = 0, options: MapOptions | None = None,
+               kernel: Kernel | None = None) -> Map:
+        """MAP_CREATE.  ``name``: letters, digits, '_' and '.' (15 at most); ``flags``: of
+        :data:`MAP_FLAGS` (``cgbpf.uapi.F_RDONLY_PROG``...); ``options``: BTF types and
+        the rest (:class:`MapOptions`)."""
         _check.arg("Map.create", "map_type", map_type, int, "a cgbpf.MapType")
         for field, value in (("key_size", key_size), ("value_size", value_size),
                              ("max_entries", max_entries), ("flags", flags)):
             _check.arg("Map.create", field, value, int, "an int")
         _check.arg("Map.create", "name", name, str, "a str")
+        _check.arg("Map.create", "options", options, MapOptions, "a cgbpf.MapOptions",
+                   none=True)
+        opts = options or MapOptions()
         k = kernel or default_kernel()
+        names = [n for n, f in MAP_FLAGS.items() if flags & f]
         detail = f"map {name!r} ({uapi.name_of(map_type)}, key {key_size} B, " \
-                 f"value {value_size} B, {max_entries} entries)"
+                 f"value {value_size} B, {max_entries} entries" + (
+                     f", {'|'.join(names)}" if names else "") + (
+                     f", BTF key {opts.btf_key_type_id} value {opts.btf_value_type_id}"
+                     if opts.btf is not None else "") + ")"
         return cls(k, _bpf.call(k, Cmd.MAP_CREATE, lambda: _sys.map_create(
             k, map_type=map_type, key_size=key_size, value_size=value_size,
-            max_entries=max_entries, map_flags=flags, name=name.encode()), detail))
+            max_entries=max_entries, map_flags=flags, name=name.encode(),
+            btf_fd=opts.btf.fd if opts.btf is not None else 0,
+            btf_key_type_id=opts.btf_key_type_id, btf_value_type_id=opts.btf_value_type_id,
+            map_extra=opts.map_extra), detail, errors=_CREATE_ERRORS))
 
     def info(self) -> MapInfo:
-        """OBJ_GET_INFO_BY_FD: id, type, sizes and name as the kernel reports them."""
+        """OBJ_GET_INFO_BY_FD: id, type, sizes, name, flags and BTF ids as the kernel
+        reports them."""
         return _info(self.kernel, self.fd)
+
+    def freeze(self) -> None:
+        """MAP_FREEZE: from now on the syscall side cannot write the map (updates and
+        deletes are EPERM); programs still can, unless it is RDONLY_PROG (then the
+        verifier knows its values are constant: libbpf freezes .rodata).  Once only
+        (again: EBUSY).  Linux 5.2; CAP_BPF."""
+        _bpf.call(self.kernel, Cmd.MAP_FREEZE, lambda: _sys.map_freeze(self.kernel, self.fd),
+                  repr(self))
 
     def _elem(self, cmd: Cmd, key: bytes, value: ctypes.Array[ctypes.c_char] | None,
               flags: int = 0) -> None:
@@ -140,11 +194,21 @@ class Map(BpfObject):
                 yield key, value
 
 
+_CREATE_ERRORS: _bpf.ErrorMap = {
+    errno.EINVAL: (BpfError, "a size, flag or BTF type id this map type does not take "
+                   "(MMAPABLE: ARRAY only; RDONLY with WRONLY; a BTF type whose size is not "
+                   "the key or value size), or a name with characters other than "
+                   "letters, digits, '_' and '.'"),
+}
+
+
 def _info(k: Kernel, fd: int) -> MapInfo:
     raw = uapi.MapInfo()
     _bpf.get_info(k, fd, raw, f"map fd {fd}")
     return MapInfo(int(raw.id), as_enum(MapType, raw.type), int(raw.key_size),
-                   int(raw.value_size), int(raw.max_entries), raw.name.decode(errors="replace"))
+                   int(raw.value_size), int(raw.max_entries), raw.name.decode(errors="replace"),
+                   int(raw.map_flags), int(raw.btf_id), int(raw.btf_key_type_id),
+                   int(raw.btf_value_type_id))
 
 
 def maps(*, kernel: Kernel | None = None) -> Iterator[MapInfo]:

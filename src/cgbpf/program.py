@@ -6,19 +6,80 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from . import _bpf, _check, _sys, asm, uapi
 from ._object import BpfObject, as_enum
-from .errors import BpfError, MissingPrivilege, VerifierError
+from .errors import BpfError
 from .kernel import Kernel, default_kernel
 from .uapi import AttachType, Cmd, ProgType
 
-#: Verifier log buffer sizes tried in turn (the log is fetched only after a failure).
-_LOG_SIZES = (1 << 16, 1 << 20, 1 << 24)
+if TYPE_CHECKING:
+    from .btf.handle import Handle
 
 Instructions = bytes | Iterable[asm.Item]
+#: ``sizeof(struct bpf_func_info)`` and ``sizeof(struct bpf_line_info)``: the record sizes
+#: clang writes in .BTF.ext and the kernel takes (5.0).
+FUNC_INFO_REC_SIZE = 8
+LINE_INFO_REC_SIZE = 16
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """The less common PROG_LOAD attributes, for :meth:`Program.load`.
+
+    ``btf`` is the program's BTF (a :class:`cgbpf.btf.handle.Handle`, Linux 4.18);
+    ``func_info`` and ``line_info`` the ``bpf_func_info`` and ``bpf_line_info`` record
+    arrays (as in .BTF.ext, instruction offsets in instructions, type ids and string
+    offsets of ``btf``; records of ``func_info_rec_size`` and ``line_info_rec_size``
+    bytes) that need ``btf`` and Linux 5.0: with them the verifier's log shows the C
+    source lines, and a program with bpf-to-bpf calls needs one func_info per function.
+    ``prog_flags`` are the ``BPF_F_*`` load flags (cgbpf.uapi: ``F_STRICT_ALIGNMENT``...),
+    ``attach_btf_id`` the kernel BTF type to attach to (LSM, 5.7), ``log_level`` the
+    verifier log level asked for when the load fails (1; 2 is verbose; the log is read
+    only after a failure, in a buffer that grows up to 16 MiB)."""
+
+    btf: Handle | None = None
+    func_info: bytes = b""
+    line_info: bytes = b""
+    func_info_rec_size: int = FUNC_INFO_REC_SIZE
+    line_info_rec_size: int = LINE_INFO_REC_SIZE
+    prog_flags: int = 0
+    attach_btf_id: int = 0
+    log_level: int = uapi.LOG_LEVEL_1
+
+    def __post_init__(self) -> None:
+        for field in ("func_info", "line_info"):
+            _check.arg("LoadOptions", field, getattr(self, field), (bytes, bytearray), "bytes")
+        for field in ("func_info_rec_size", "line_info_rec_size", "prog_flags",
+                      "attach_btf_id", "log_level"):
+            _check.arg("LoadOptions", field, getattr(self, field), int, "an int")
+        for kind, rec in (("func_info", self.func_info_rec_size),
+                          ("line_info", self.line_info_rec_size)):
+            if rec <= 0 or len(getattr(self, kind)) % rec:
+                raise BpfError(errno.EINVAL, f"{kind} of {len(getattr(self, kind))} bytes in "
+                               f"records of {rec}", command="PROG_LOAD",
+                               hint=f"{kind} is an array of {kind}_rec_size-byte records")
+        if (self.func_info or self.line_info) and self.btf is None:
+            raise BpfError(errno.EINVAL, "func_info/line_info without BTF", command="PROG_LOAD",
+                           hint="pass the program's BTF as LoadOptions(btf=Handle.load(...))")
+
+    def fields(self) -> dict[str, Any]:
+        """The PROG_LOAD keywords of :func:`cgbpf._sys.prog_load` these options set."""
+        out: dict[str, Any] = {"prog_flags": self.prog_flags,
+                               "attach_btf_id": self.attach_btf_id}
+        if self.btf is not None:
+            out["prog_btf_fd"] = self.btf.fd
+        for kind, rec in (("func_info", self.func_info_rec_size),
+                          ("line_info", self.line_info_rec_size)):
+            data: bytes = getattr(self, kind)
+            if data:
+                out[kind] = ctypes.create_string_buffer(bytes(data), len(data))
+                out[f"{kind}_cnt"] = len(data) // rec
+                out[f"{kind}_rec_size"] = rec
+        return out
 
 
 @dataclass(frozen=True)
@@ -62,13 +123,16 @@ class Program(BpfObject):
     @classmethod
     def load(cls, insns: Instructions, prog_type: ProgType, *,
              expected_attach_type: AttachType | int | None = None, name: str = "",
-             license: str = "GPL", attach_btf_id: int = 0,
+             license: str = "GPL", options: LoadOptions | None = None,
              kernel: Kernel | None = None) -> Program:
-        """PROG_LOAD.  ``insns`` is raw bytecode or a list for :func:`cgbpf.asm.assemble`.
+        """PROG_LOAD.  ``insns`` is raw bytecode or a list for :func:`cgbpf.asm.assemble`;
+        ``options`` the rarer attributes (BTF, func_info/line_info, flags: see
+        :class:`LoadOptions`).
 
         On rejection raises :class:`VerifierError` carrying the verifier's log (the load
-        is retried with a log buffer only after a failure, as libbpf does).  Needs CAP_BPF
-        (CGROUP_SKB) or CAP_BPF+CAP_NET_ADMIN (other cgroup types), or CAP_SYS_ADMIN.
+        is retried with a log buffer only after a failure, as libbpf does; with line_info
+        the log shows the C source lines).  Needs CAP_BPF (CGROUP_SKB) or
+        CAP_BPF+CAP_NET_ADMIN (other cgroup types), or CAP_SYS_ADMIN.
         """
         _check.arg("Program.load", "insns", insns, (bytes, bytearray, memoryview, list, tuple),
                    "bytes of eBPF instructions or a list of cgbpf.asm instructions")
@@ -77,6 +141,9 @@ class Program(BpfObject):
                    "a cgbpf.AttachType", none=True)
         _check.arg("Program.load", "name", name, str, "a str")
         _check.arg("Program.load", "license", license, str, "a str")
+        _check.arg("Program.load", "options", options, LoadOptions, "a cgbpf.LoadOptions",
+                   none=True)
+        opts = options or LoadOptions()
         k = kernel or default_kernel()
         code = bytes(insns) if isinstance(insns, (bytes, bytearray, memoryview)) else \
             asm.assemble(list(insns))
@@ -87,14 +154,18 @@ class Program(BpfObject):
             _sys.prog_load, k, prog_type=prog_type, insns=ctypes.create_string_buffer(
                 code, len(code)), insn_cnt=len(code) // 8, license=_sys.c_str(license),
             name=name.encode(), expected_attach_type=expected_attach_type or 0,
-            attach_btf_id=attach_btf_id)
+            **opts.fields())
         what = f"program {name!r} ({uapi.name_of(prog_type)}" + (
             f", for {uapi.name_of(expected_attach_type)})" if expected_attach_type is not None
             else ")")
         try:
             fd = load()
         except OSError as e:
-            fd = _load_with_log(k, load, e.errno or errno.EIO, what, prog_type)
+            fd = _bpf.load_with_log(
+                k, Cmd.PROG_LOAD, load, e.errno or errno.EIO, what,
+                needs=_load_needs(prog_type), log_level=opts.log_level,
+                errors=_LSM_INACTIVE if prog_type == ProgType.LSM else None,
+                no_log_hint=_attr_hint(prog_type))
         prog = cls(k, fd)
         if expected_attach_type is not None:
             prog.expected_attach_type = as_enum(AttachType, expected_attach_type)
@@ -146,27 +217,3 @@ def _attr_hint(prog_type: int) -> str:
         return f"{uapi.name_of(prog_type)} programs need expected_attach_type, one of " \
                f"{', '.join(hooks)}, that this kernel supports"
     return "the kernel refused the load attributes before verifying the code"
-
-
-def _load_with_log(k: Kernel, load: Callable[..., int], err: int, what: str,
-                   prog_type: int) -> int:
-    """After a refused PROG_LOAD, load again with a log buffer (growing it on ENOSPC) to
-    raise the verifier's explanation.  Privilege errors are raised as they are; a refusal
-    with no log happened before the verifier, and says which attribute is suspect."""
-    first = _bpf.error(k, Cmd.PROG_LOAD, err, what, needs=_load_needs(prog_type),
-                       errors=_LSM_INACTIVE if prog_type == ProgType.LSM else None)
-    if isinstance(first, MissingPrivilege) or err not in (errno.EINVAL, errno.EACCES):
-        raise first
-    text = ""
-    for size in _LOG_SIZES:
-        log = ctypes.create_string_buffer(size)
-        try:
-            return load(log_buf=log, log_level=uapi.LOG_LEVEL_1)  # a transient failure: ok
-        except OSError as e:
-            text = log.value.decode(errors="replace")
-            err = e.errno or err
-            if err != errno.ENOSPC:
-                break
-    if not text.strip():
-        raise BpfError(err, what, command="PROG_LOAD", hint=_attr_hint(prog_type))
-    raise VerifierError(err, what, log=text)

@@ -197,6 +197,10 @@ LOG_STATS = 4
 LOG_FIXED = 8  # a log too small keeps its head, not its tail
 LOG_MASK = LOG_LEVEL_1 | LOG_LEVEL_2 | LOG_STATS | LOG_FIXED
 
+#: ``ENOTSUPP`` (524, kernel-internal, no name in errno): BTF_LOAD of an unknown BTF
+#: version or header flags.
+ENOTSUPP = 524
+
 # Around bpf(2).
 #: ``statfs`` magic numbers (<linux/magic.h>): what a path or an fd is on.
 CGROUP2_MAGIC = 0x63677270  # CGROUP2_SUPER_MAGIC

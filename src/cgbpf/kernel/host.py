@@ -56,7 +56,7 @@ def _keep_only(caps: Iterable[str]) -> None:
 #: Anon-inode names of bpf fds -> kind.  Links were "bpf_link" before 6.x and are
 #: "bpf-link" on 6.18 (docs/kernel.md §1.3).
 _KINDS = {"anon_inode:bpf_link": "link", "anon_inode:bpf-link": "link",
-          "anon_inode:bpf-prog": "prog", "anon_inode:bpf-map": "map"}
+          "anon_inode:bpf-prog": "prog", "anon_inode:bpf-map": "map", "anon_inode:btf": "btf"}
 
 
 def _check(ret: int, what: str) -> int:

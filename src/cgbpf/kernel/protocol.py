@@ -57,7 +57,7 @@ class Kernel(Protocol):
         ...
 
     def fd_kind(self, fd: int) -> str:
-        """What an fd is: "link", "prog", "map" (bpf objects) or "other"; raises
+        """What an fd is: "link", "prog", "map", "btf" (bpf objects) or "other"; raises
         ``OSError(EBADF)`` for a closed fd."""
         ...
 
