@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: deps install demo test lint fuzz kernels bench
+.PHONY: deps install demo test lint fuzz kernels kernel-deps bench
 
 # Debian packages: gcc and the kernel uapi headers (the ABI test compiles against
 # <linux/bpf.h>), util-linux for setpriv (privilege tests), python3-venv, clang and
@@ -44,8 +44,17 @@ fuzz: install
 # The kernel matrix (as root): Debian 6.1, 6.12.100 and 6.12 booted in qemu by
 # ../shared/tools/run-on-kernel.sh; in each, the host tests, the probes against the named
 # profile, the differential test and the characteristic requests (tests/kernels/README.md).
-kernels: install
+kernels: install kernel-deps
 	$(BIN)/python tests/kernels/matrix.py
+
+# What ../shared/tools/run-on-kernel.sh needs on the host, installed once here: its VMs
+# start in parallel and would each run apt-get (and collide on its lock).
+kernel-deps:
+	@if ! command -v qemu-system-x86_64 >/dev/null || ! command -v debootstrap >/dev/null || \
+	    ! command -v cpio >/dev/null || ! command -v xz >/dev/null || \
+	    ! command -v zstd >/dev/null || ! command -v depmod >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends qemu-system-x86 debootstrap cpio xz-utils zstd kmod; fi
 
 bench: install
 	$(BIN)/python bench/link_ops.py

@@ -186,7 +186,12 @@ def missing(k: Kernel) -> str | None:
     return None
 
 
-def run(k: Kernel | str, out: Callable[[str], None] = print) -> int:
+def say(line: str) -> None:
+    """A line of the tour, flushed: a reader of a pipe sees each step as it happens."""
+    print(line, flush=True)
+
+
+def run(k: Kernel | str, out: Callable[[str], None] = say) -> int:
     """Run the tour on ``k``; if the host cannot (``k`` is then the reason, or ``k`` is
     the host and :func:`missing` finds a problem) say exactly why and run it on the model
     kernel instead.  Returns the exit status."""
