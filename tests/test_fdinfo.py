@@ -124,8 +124,8 @@ def test_prog_values(kernel: Kernel, objects: Objects) -> None:
 
 
 def test_map_values(kernel: Kernel, objects: Objects) -> None:
-    """The info's values; memlock grows with the entries by the rounded value size (an
-    ARRAY) and with the buckets (a HASH); the exact numbers (the model: mainline 6.18's
+    """The info's values; memlock grows with the entries and the value size; the exact
+    numbers (the model: mainline 6.18's
     ``map_mem_usage`` on the reference host) are compared by
     :func:`test_host_and_model_agree`."""
     memlock: dict[tuple[MapType, int, int, int], int] = {}
@@ -139,11 +139,12 @@ def test_map_values(kernel: Kernel, objects: Objects) -> None:
         memlock[t, key, value, n] = int(fi["memlock"])
         if kernel.name == "model":
             assert memlock[t, key, value, n] == map_memlock(kernel, t, key, value, n)
-    a = MapType.ARRAY
-    assert memlock[a, 4, 12, 10] - memlock[a, 4, 8, 1] == 10 * 16 - 8
-    assert memlock[a, 4, 100, 1000] - memlock[a, 4, 8, 1] == 1000 * 104 - 8
-    h = MapType.HASH
-    assert memlock[h, 4, 8, 1] < memlock[h, 4, 8, 16] < memlock[h, 4, 8, 17] < \
+    # Debian 6.1 counts whole pages (no map_mem_usage before 6.4): differences of less
+    # than a page may vanish there, a hundred kB may not
+    a, h = MapType.ARRAY, MapType.HASH
+    assert memlock[a, 4, 8, 1] <= memlock[a, 4, 12, 10] < memlock[a, 4, 100, 1000]
+    assert memlock[a, 4, 100, 1000] - memlock[a, 4, 8, 1] >= 1000 * 104 - 4096
+    assert memlock[h, 4, 8, 1] <= memlock[h, 4, 8, 16] <= memlock[h, 4, 8, 17] < \
         memlock[h, 12, 20, 100]
 
 

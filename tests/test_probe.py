@@ -18,6 +18,7 @@ import pytest
 from cgbpf import HEAD, AttachType, Cgroup, NotSupported, Program, ProgType, asm, uapi
 from cgbpf._scratch import Scratch
 from cgbpf.kernel import Kernel, probe
+from cgbpf.program import LoadOptions
 from cgbpf.uapi import Cmd
 from cgtest import EGRESS, load
 
@@ -116,6 +117,13 @@ def _hook(at: AT) -> Callable[[Use], str]:
     return lambda u: outcome(lambda: u.cg.query(at))
 
 
+def _flag(flag: int, ptype: ProgType = ProgType.SOCKET_FILTER) -> Callable[[Use], str]:
+    """A program loaded with ``flag`` (closed again)."""
+    return lambda u: outcome(lambda: Program.load(
+        asm.return_program(1), ptype, kernel=u.k,
+        options=LoadOptions(prog_flags=flag)).close())
+
+
 _QUERY = {"target_fd": 0, "attach_type": EGRESS}
 
 #: feature -> (the use, its outcome with the feature, its outcome without)
@@ -157,6 +165,10 @@ USES: dict[str, tuple[Callable[[Use], str], str, str]] = {
     probe.MPROG: (lambda u: outcome(lambda: (
         u.link(before=HEAD), u.link(expected_revision=u.cg.query(EGRESS).revision))),
         "ok", "NotSupported"),
+    "prog_flag_sleepable": (_flag(uapi.F_SLEEPABLE, ProgType.KPROBE), "ok", "EINVAL"),
+    "prog_flag_xdp_frags": (_flag(uapi.F_XDP_HAS_FRAGS), "ok", "EINVAL"),
+    "prog_flag_xdp_dev_bound": (_flag(uapi.F_XDP_DEV_BOUND_ONLY), "ok", "EINVAL"),
+    "prog_flag_reg_invariants": (_flag(uapi.F_TEST_REG_INVARIANTS), "ok", "EINVAL"),
     probe.TAG_SHA256: (_tag, "sha256", "sha1"),
     probe.UPDATE_EAT_CHECK: (_update_to_other_eat, "EINVAL", "ok"),
 }

@@ -291,6 +291,15 @@ def _restricted(caps: set[str], needs: str,
     return probe
 
 
+def _prog_flag(flag: int) -> Callable[[Prober], bool]:
+    """PROG_LOAD with ``flag`` and no instructions: the flags are checked first, so a
+    kernel that knows the flag says E2BIG (insn_cnt 0), one that does not EINVAL."""
+    empty = ctypes.create_string_buffer(8)
+    return lambda p: answer("PROG_LOAD", lambda: _sys.prog_load(
+        p.k, prog_type=ProgType.SOCKET_FILTER, insns=empty, insn_cnt=0, license=empty,
+        prog_flags=flag), present=errno.E2BIG)
+
+
 LINKS, LINK_INFO, LINK_DETACH = "links", "link_ids", "link_detach"
 PREORDER_ATTACH, PREORDER_LINK, MPROG = "preorder_attach", "preorder_link", "mprog_cgroup"
 UPDATE_EAT_CHECK, TAG_SHA256 = "update_eat_check", "tag_sha256"
@@ -371,6 +380,20 @@ FEATURES: dict[str, Feature] = {f.key: f for f in [
             "BEFORE/AFTER/ID/LINK anchors, revisions, expected_revision",
             "PROG_ATTACH flags MULTI|BEFORE, bad fds",
             _attach(flags=uapi.F_ALLOW_MULTI | uapi.F_BEFORE)),
+    Feature("prog_flag_sleepable", "BPF_F_SLEEPABLE", "5.10",
+            "PROG_LOAD prog_flags bit BPF_F_SLEEPABLE (16)",
+            "PROG_LOAD with that flag and no instructions", _prog_flag(uapi.F_SLEEPABLE)),
+    Feature("prog_flag_xdp_frags", "BPF_F_XDP_HAS_FRAGS", "5.18",
+            "PROG_LOAD prog_flags bit BPF_F_XDP_HAS_FRAGS (32)",
+            "PROG_LOAD with that flag and no instructions", _prog_flag(uapi.F_XDP_HAS_FRAGS)),
+    Feature("prog_flag_xdp_dev_bound", "BPF_F_XDP_DEV_BOUND_ONLY", "6.3",
+            "PROG_LOAD prog_flags bit BPF_F_XDP_DEV_BOUND_ONLY (64)",
+            "PROG_LOAD with that flag and no instructions",
+            _prog_flag(uapi.F_XDP_DEV_BOUND_ONLY)),
+    Feature("prog_flag_reg_invariants", "BPF_F_TEST_REG_INVARIANTS", "6.8",
+            "PROG_LOAD prog_flags bit BPF_F_TEST_REG_INVARIANTS (128)",
+            "PROG_LOAD with that flag and no instructions",
+            _prog_flag(uapi.F_TEST_REG_INVARIANTS)),
     Feature(TAG_SHA256, "SHA-256 program tags", "6.18",
             "a program's tag is the first 8 bytes of SHA-256 of its instructions (was SHA-1)",
             "the tag of a loaded program", _tag_sha256),

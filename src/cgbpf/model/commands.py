@@ -35,10 +35,16 @@ NET_ADMIN_TYPES = {uapi.ProgType.SCHED_CLS, uapi.ProgType.XDP, uapi.ProgType.SOC
                    uapi.ProgType.CGROUP_DEVICE, uapi.ProgType.CGROUP_SOCK,
                    uapi.ProgType.CGROUP_SOCK_ADDR, uapi.ProgType.CGROUP_SOCKOPT,
                    uapi.ProgType.CGROUP_SYSCTL}
-#: PROG_LOAD ``prog_flags`` (6.18 uapi): every other bit is EINVAL.
+#: PROG_LOAD ``prog_flags`` every profile knows (5.6); every other bit is EINVAL unless
+#: the profile has its feature (:data:`PROG_FLAG_FEATURES`).  TOKEN_FD (6.9) is known to
+#: every profile: without a token it fails with EINVAL (fd 0) either way, and the model
+#: has no BPF tokens.
 PROG_FLAGS = (uapi.F_STRICT_ALIGNMENT | uapi.F_ANY_ALIGNMENT | uapi.F_TEST_RND_HI32
-              | uapi.F_TEST_STATE_FREQ | uapi.F_SLEEPABLE | uapi.F_XDP_HAS_FRAGS
-              | uapi.F_XDP_DEV_BOUND_ONLY | uapi.F_TEST_REG_INVARIANTS | uapi.F_TOKEN_FD)
+              | uapi.F_TEST_STATE_FREQ | uapi.F_TOKEN_FD)
+PROG_FLAG_FEATURES = {
+    uapi.F_SLEEPABLE: "prog_flag_sleepable", uapi.F_XDP_HAS_FRAGS: "prog_flag_xdp_frags",
+    uapi.F_XDP_DEV_BOUND_ONLY: "prog_flag_xdp_dev_bound",
+    uapi.F_TEST_REG_INVARIANTS: "prog_flag_reg_invariants"}
 #: Of the model's program types, those the verifier lets be sleepable (measured: KPROBE,
 #: for uprobes; LSM is refused earlier on the reference machine).
 SLEEPABLE_TYPES = {uapi.ProgType.KPROBE, uapi.ProgType.LSM}
@@ -174,11 +180,13 @@ def load_eat(proc: Process, prog_type: int, eat: int) -> int:
 
 
 def load_flags(proc: Process, attr: Attr, flags: int) -> None:
-    """``prog_flags`` as 6.18 takes them: unknown bits EINVAL; a BPF token fd (the model
+    """``prog_flags``: bits the profile does not know EINVAL; a BPF token fd (the model
     has no tokens: a bad fd EBADF, any other EINVAL).  The alignment, test and XDP flags
     change nothing the model does; SLEEPABLE is refused by the verifier (:func:`prog_load`).
     """
-    if flags & ~PROG_FLAGS:
+    profile = proc.machine.profile
+    known = PROG_FLAGS | sum(f for f, key in PROG_FLAG_FEATURES.items() if profile.has(key))
+    if flags & ~known:
         raise fail(errno.EINVAL)
     if flags & uapi.F_TOKEN_FD:
         (token_fd,) = struct.unpack_from("<i", attr.raw, uapi.PROG_TOKEN_FD_OFFSET)
