@@ -241,8 +241,9 @@ class Spec:
                 t = Struct("", t.size, ())
             elif isinstance(t, TypeTag) and not type_tag:
                 t = Const("", t.type_id)
-            elif isinstance(t, Enum) and enum64:
-                t = dataclasses.replace(t, signed=False)
+            elif isinstance(t, Enum) and enum64 and t.signed:
+                t = dataclasses.replace(t, signed=False, values=tuple(
+                    (n, v & U32_MAX) for n, v in t.values))
             elif isinstance(t, Enum64) and enum64:
                 t = Union(t.name, t.size, tuple(Member(n, placeholder, 0) for n, _ in t.values))
             types.append(t)
