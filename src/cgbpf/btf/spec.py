@@ -71,7 +71,8 @@ _KFLAG = (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.FWD, Kind.ENUM64, Kind.DECL_T
 class Spec:
     """Parsed BTF: ``types[i]`` is type id ``i`` (``types[0]`` is :class:`Void`).  The
     string table is kept as it was, so offsets into it (``.BTF.ext`` line info) stay valid
-    in what :meth:`to_bytes` gives; names not in it are appended."""
+    in what :meth:`to_bytes` gives; names not in it are appended.  ``offsets`` says where
+    names already are in ``strings`` (what :meth:`from_bytes` found)."""
 
     def __init__(self, types: Sequence[Type], strings: bytes = b"\0", *, path: str = "",
                  offsets: dict[str, int] | None = None) -> None:
@@ -252,7 +253,8 @@ class Spec:
         return Spec(types, self._strings, path=self.path, offsets=dict(self._offsets))
 
     def to_bytes(self) -> bytes:
-        """The ``.BTF`` section: byte for byte what :meth:`from_bytes` read, unless changed."""
+        """The ``.BTF`` section (24-byte header, types, strings): byte for byte what
+        :meth:`from_bytes` read from clang or libbpf, unless changed."""
         strings = bytearray(self._strings)
         offsets = dict(self._offsets)
 
@@ -417,7 +419,7 @@ class _Parser:
             name_off, info, size_type = TYPE.unpack_from(sec, pos)
             pos += TYPE.size
             kind_nr, vlen, kflag = info >> 24 & 0x1F, info & 0xFFFF, bool(info >> 31)
-            if not 0 < kind_nr <= max(Kind):
+            if not 0 < kind_nr <= Kind.ENUM64:
                 raise self.fail(f"type {tid}: unknown kind {kind_nr}")
             kind = Kind(kind_nr)
             what = f"type {tid} ({kind.name})"
