@@ -179,6 +179,12 @@ class CollectionSpec:
         is closed and pins made are removed.  CAP_BPF (and CAP_NET_ADMIN for most cgroup
         program types)."""
         k = kernel or default_kernel()
+        for ps in self.programs.values():
+            if ps.prog_type == ProgType.LSM:
+                raise _unsupported(
+                    f"{self.path}: program {ps.name} (section {ps.section}): LSM programs "
+                    "need the BTF id of their hook in the kernel's vmlinux BTF",
+                    "cgbpf does not read vmlinux BTF yet: load it with libbpf or bpftool")
         with contextlib.ExitStack() as undo:
             handle = None
             if self.btf is not None:
@@ -197,11 +203,6 @@ class CollectionSpec:
 
     def _load(self, k: Kernel, ps: ProgramSpec, maps: dict[str, Map], handle: Handle | None,
               undo: contextlib.ExitStack) -> Program:
-        if ps.prog_type == ProgType.LSM:
-            raise _unsupported(
-                f"{self.path}: program {ps.name} (section {ps.section}): LSM programs need "
-                "the BTF id of their hook in the kernel's vmlinux BTF",
-                "cgbpf does not read vmlinux BTF yet: load it with libbpf or bpftool")
         code = elf.resolve_references(ps.instructions, list(ps.references),
                                       lambda name: maps[name].fd)
         options = None if handle is None else LoadOptions(

@@ -60,6 +60,10 @@ def link(obj: ObjectFile, sym: Symbol, resolve: DataResolver, what: str) -> Link
     ``.text`` appended; ``what`` names it in errors ("program NAME")."""
     sec = obj.sections[sym.section]
     text = obj.section(".text")
+    for code in (sec, text):
+        if code is not None and len(code.data) != code.size:
+            raise obj.error(f"{what}: an executable section of type {code.type}, without "
+                            "instructions", code.name)
     if sym.value % INSN or sym.size % INSN or not sym.size \
             or sym.value + sym.size > sec.size:
         raise obj.error(f"{what}: function at {sym.value:#x}+{sym.size:#x} is not a whole "
