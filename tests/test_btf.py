@@ -376,6 +376,7 @@ def hand_map(*members: tuple[str, btf.Type]) -> btf.Spec:
      "key type of 4 bytes but key_size 5"),
     ([("pinning", btf.Ptr("", 2))], "pinning 5"),
     ([("values", btf.Ptr("", 1))], "member 'values' is int \\*"),
+    ([("key", btf.Ptr("", 0))], "map 'bad': key type void has no size"),
     ([("values", btf.Array("", 4, 1, 0)), ("type", btf.Ptr("", 2))],
      r"values of int\[5\] in a map of type 5"),
 ])
@@ -387,9 +388,12 @@ def test_map_def_refusals(members: list[tuple[str, btf.Type]], message: str) -> 
 
 
 def test_map_def_not_a_struct() -> None:
-    spec = btf.Spec([btf.Void(), btf.Int("int", 4, 0, 32, 1), btf.Var("v", 1, 1)])
+    spec = btf.Spec([btf.Void(), btf.Int("int", 4, 0, 32, 1), btf.Var("v", 1, btf.GLOBAL),
+                     btf.Var("e", 1, btf.EXTERN)])
     with pytest.raises(MalformedObject, match="map 'v': defined by int, not a struct"):
         spec.map_def(spec.find("v", btf.Var))
+    with pytest.raises(MalformedObject, match="map 'e': an extern declaration"):
+        spec.map_def(spec.find("e", btf.Var))
 
 
 # --- sanitizing ----------------------------------------------------------------------

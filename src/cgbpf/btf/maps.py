@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import MalformedObject
-from .types import Array, Enumeration, FuncProto, Ptr, Struct, Var
+from .types import EXTERN, Array, Enumeration, FuncProto, Ptr, Struct, Var
 
 if TYPE_CHECKING:
     from .spec import Spec
@@ -48,6 +48,8 @@ def parse_map_def(spec: Spec, t: Var | Struct, *, name: str = "",
     """The :class:`MapDef` of ``t``; :class:`MalformedObject` names the map and member."""
     name = name or t.name
     fail = _Fail(spec, name)
+    if isinstance(t, Var) and t.linkage == EXTERN:
+        raise fail("an extern declaration, not a definition")
     struct = spec.resolve(spec.type(t.type_id)) if isinstance(t, Var) else t
     if not isinstance(struct, Struct):
         raise fail(f"defined by {spec.name_of(struct)}, not a struct")
@@ -58,7 +60,9 @@ def parse_map_def(spec: Spec, t: Var | Struct, *, name: str = "",
             ints[m.name] = _int_field(spec, m.type_id, fail, m.name)
         elif m.name in ("key", "value"):
             types[m.name] = _pointee(spec, m.type_id, fail, m.name)
-        elif m.name == "values" and not inner:
+        elif m.name == "values":
+            if inner:
+                raise fail("an inner map with values: maps of maps of maps are not supported")
             types["values"] = _values(spec, m.type_id, fail)
         else:
             raise fail(f"unknown member {m.name!r}")
@@ -66,7 +70,10 @@ def parse_map_def(spec: Spec, t: Var | Struct, *, name: str = "",
     for what in ("key", "value"):
         size = ints.get(f"{what}_size")
         if what in types:
-            typed = spec.size_of(spec.type(types[what]))
+            try:
+                typed = spec.size_of(spec.type(types[what]))
+            except MalformedObject as e:
+                raise fail(f"{what} type {spec.name_of(types[what])} has no size") from e
             if size not in (None, typed):
                 raise fail(f"{what} type of {typed} bytes but {what}_size {size}")
             size = typed
