@@ -36,10 +36,12 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
-# Long runs: 10,000 differential steps (host vs model, as root) and 10,000 attr fuzz cases.
+# Long runs: 10,000 differential steps (host vs model, as root), 10,000 attr fuzz cases and
+# 10,000 malformed objects per kind.
 fuzz: install
 	$(BIN)/python tests/differential.py --steps 10000
 	CGBPF_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/model/test_model_attr.py -k fuzz
+	CGBPF_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/test_elf_malformed.py -k fuzz
 
 # The kernel matrix (as root): Debian 6.1, 6.12.100 and 6.12 booted in qemu by
 # ../shared/tools/run-on-kernel.sh; in each, the host tests, the probes against the named
