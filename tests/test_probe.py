@@ -17,6 +17,7 @@ import pytest
 
 from cgbpf import HEAD, AttachType, Cgroup, NotSupported, Program, ProgType, asm, uapi
 from cgbpf._scratch import Scratch
+from cgbpf.btf.handle import Handle
 from cgbpf.kernel import Kernel, probe
 from cgbpf.program import LoadOptions
 from cgbpf.uapi import Cmd
@@ -124,6 +125,12 @@ def _flag(flag: int, ptype: ProgType = ProgType.SOCKET_FILTER) -> Callable[[Use]
         options=LoadOptions(prog_flags=flag)).close())
 
 
+def _btf_kind(key: str) -> Callable[[Use], str]:
+    """Handle.load of the probe's BTF with the new kind (closed again)."""
+    return lambda u: outcome(lambda: Handle.load(
+        uapi.raw_btf(*probe.BTF_KIND_PROBES[key]), kernel=u.k).close())
+
+
 _QUERY = {"target_fd": 0, "attach_type": EGRESS}
 
 #: feature -> (the use, its outcome with the feature, its outcome without)
@@ -169,6 +176,7 @@ USES: dict[str, tuple[Callable[[Use], str], str, str]] = {
     "prog_flag_xdp_frags": (_flag(uapi.F_XDP_HAS_FRAGS), "ok", "EINVAL"),
     "prog_flag_xdp_dev_bound": (_flag(uapi.F_XDP_DEV_BOUND_ONLY), "ok", "EINVAL"),
     "prog_flag_reg_invariants": (_flag(uapi.F_TEST_REG_INVARIANTS), "ok", "EINVAL"),
+    **{key: (_btf_kind(key), "ok", "EINVAL") for key in probe.BTF_KIND_PROBES},
     probe.TAG_SHA256: (_tag, "sha256", "sha1"),
     probe.UPDATE_EAT_CHECK: (_update_to_other_eat, "EINVAL", "ok"),
 }

@@ -14,6 +14,7 @@ import ctypes
 import enum
 import inspect
 import platform
+import struct
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
@@ -200,6 +201,29 @@ LOG_MASK = LOG_LEVEL_1 | LOG_LEVEL_2 | LOG_STATS | LOG_FIXED
 #: ``ENOTSUPP`` (524, kernel-internal, no name in errno): BTF_LOAD of an unknown BTF
 #: version or header flags.
 ENOTSUPP = 524
+
+#: ``BTF_MAGIC`` and ``sizeof(struct btf_header)`` (<linux/btf.h>).
+BTF_MAGIC = 0xEB9F
+BTF_HEADER_SIZE = 24
+
+
+def raw_btf(types: bytes, strings: bytes) -> bytes:
+    """Raw BTF as BTF_LOAD takes it: a version 1 ``btf_header``, then the type section
+    (``struct btf_type`` records and their data), then the string section (which starts
+    with the empty string)."""
+    header = struct.pack("<HBBIIIII", BTF_MAGIC, 1, 0, BTF_HEADER_SIZE, 0, len(types),
+                         len(types), len(strings))
+    return header + types + strings
+
+
+def btf_type(name_off: int, kind: int, vlen: int, size_or_type: int, *data: int,
+             kflag: bool = False) -> bytes:
+    """One ``struct btf_type`` of ``kind`` (``BTF_KIND_*``), followed by its data as u32
+    words (signed values are taken modulo 2**32)."""
+    info = kflag << 31 | kind << 24 | vlen
+    return struct.pack(f"<III{len(data)}I", name_off, info, size_or_type,
+                       *(d & 0xFFFFFFFF for d in data))
+
 
 # Around bpf(2).
 #: ``statfs`` magic numbers (<linux/magic.h>): what a path or an fd is on.

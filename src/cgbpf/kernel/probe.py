@@ -300,6 +300,32 @@ def _prog_flag(flag: int) -> Callable[[Prober], bool]:
         prog_flags=flag), present=errno.E2BIG)
 
 
+def _btf_kind(types: bytes, strings: bytes) -> Callable[[Prober], bool]:
+    """BTF_LOAD of a tiny BTF with a new kind: a kernel that knows the kind loads it,
+    one that does not refuses it (EINVAL, "Invalid kind")."""
+    raw = uapi.raw_btf(types, strings)
+
+    def probe(p: Prober) -> bool:
+        buf = ctypes.create_string_buffer(raw, len(raw))
+        return answer("BTF_LOAD", lambda: p.own(_sys.btf_load(p.k, buf)), present=-1)
+    return probe
+
+
+_INT = uapi.btf_type(1, 1, 0, 4, 1 << 24 | 32)  # [1] "int": a signed 32-bit INT
+#: The new BTF kinds' probes: (types, strings) with the kind (numbers of <linux/btf.h>).
+BTF_KIND_PROBES = {
+    "btf_float": (uapi.btf_type(1, 16, 0, 4), b"\0float\0"),  # [1] FLOAT float
+    # [2] VAR x (global) of [1], [3] DECL_TAG "tag" on [2] (component_idx -1)
+    "btf_decl_tag": (_INT + uapi.btf_type(5, 14, 0, 1, 1) + uapi.btf_type(7, 17, 0, 2, -1),
+                     b"\0int\0x\0tag\0"),
+    # [2] TYPE_TAG "tag" of [1], [3] PTR to [2]
+    "btf_type_tag": (_INT + uapi.btf_type(5, 18, 0, 1) + uapi.btf_type(0, 2, 0, 2),
+                     b"\0int\0tag\0"),
+    # [1] ENUM64 e (8 bytes), one enumerator A = 1
+    "btf_enum64": (uapi.btf_type(1, 19, 1, 8, 3, 1, 0), b"\0e\0A\0"),
+}
+
+
 LINKS, LINK_INFO, LINK_DETACH = "links", "link_ids", "link_detach"
 PREORDER_ATTACH, PREORDER_LINK, MPROG = "preorder_attach", "preorder_link", "mprog_cgroup"
 UPDATE_EAT_CHECK, TAG_SHA256 = "update_eat_check", "tag_sha256"
@@ -394,6 +420,14 @@ FEATURES: dict[str, Feature] = {f.key: f for f in [
             "PROG_LOAD prog_flags bit BPF_F_TEST_REG_INVARIANTS (128)",
             "PROG_LOAD with that flag and no instructions",
             _prog_flag(uapi.F_TEST_REG_INVARIANTS)),
+    Feature("btf_float", "BTF_KIND_FLOAT", "5.13", "the BTF kind FLOAT (16)",
+            "BTF_LOAD of a FLOAT", _btf_kind(*BTF_KIND_PROBES["btf_float"])),
+    Feature("btf_decl_tag", "BTF_KIND_DECL_TAG", "5.16", "the BTF kind DECL_TAG (17)",
+            "BTF_LOAD of a DECL_TAG of a VAR", _btf_kind(*BTF_KIND_PROBES["btf_decl_tag"])),
+    Feature("btf_type_tag", "BTF_KIND_TYPE_TAG", "5.17", "the BTF kind TYPE_TAG (18)",
+            "BTF_LOAD of a pointer to a TYPE_TAG", _btf_kind(*BTF_KIND_PROBES["btf_type_tag"])),
+    Feature("btf_enum64", "BTF_KIND_ENUM64", "6.0", "the BTF kind ENUM64 (19)",
+            "BTF_LOAD of an ENUM64", _btf_kind(*BTF_KIND_PROBES["btf_enum64"])),
     Feature(TAG_SHA256, "SHA-256 program tags", "6.18",
             "a program's tag is the first 8 bytes of SHA-256 of its instructions (was SHA-1)",
             "the tag of a loaded program", _tag_sha256),

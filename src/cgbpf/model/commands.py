@@ -11,14 +11,14 @@ import ctypes
 import errno
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import uapi
 from ..uapi import Cmd
-from . import attach, bpffs, memory, verifier
+from . import attach, bpffs, btf, memory, verifier
 from .memory import Attr, fail
-from .objects import IdSpace, Link, Map, Obj, Prog
+from .objects import BtfObj, IdSpace, Link, Map, Obj, Prog
 from .process import ObjFile, Process, open_flags, verified_insns
 from .vfs import PATH_MAX, Dir, R, W
 
@@ -50,13 +50,18 @@ PROG_FLAG_FEATURES = {
 SLEEPABLE_TYPES = {uapi.ProgType.KPROBE, uapi.ProgType.LSM}
 SLEEPABLE_LOG = ("Only fentry/fexit/fmod_ret, lsm, iter, uprobe, and struct_ops programs can "
                  "be sleepable")
+BTF_INFO_SIZE = ctypes.sizeof(uapi.BtfInfo)
 #: PROG_LOAD fields the model does not implement: they must be zero (EINVAL).
-UNSUPPORTED_LOAD_FIELDS = ("prog_ifindex", "prog_btf_fd", "func_info_rec_size",
-                           "func_info", "func_info_cnt", "line_info_rec_size", "line_info",
-                           "line_info_cnt", "attach_btf_id", "attach_prog_fd")
-#: MAP_CREATE fields the model does not implement: they must be zero (EINVAL).
-UNSUPPORTED_MAP_FIELDS = ("inner_map_fd", "map_ifindex", "btf_fd", "btf_key_type_id",
-                          "btf_value_type_id", "btf_vmlinux_value_type_id", "map_extra")
+UNSUPPORTED_LOAD_FIELDS = ("prog_ifindex", "attach_btf_id", "attach_prog_fd")
+#: MAP_CREATE fields the model does not implement: they must be zero (EINVAL; the
+#: kernel's errno differs: EOPNOTSUPP for a device without map offload).
+UNSUPPORTED_MAP_FIELDS = ("map_ifindex",)
+F_NO_PREALLOC, F_NUMA_NODE, F_ZERO_SEED, F_INNER_MAP = 1 << 0, 1 << 2, 1 << 6, 1 << 12
+_ACCESS = uapi.F_RDONLY | uapi.F_WRONLY | uapi.F_RDONLY_PROG | uapi.F_WRONLY_PROG
+#: ``ARRAY_CREATE_FLAG_MASK`` and ``HTAB_CREATE_FLAG_MASK`` (6.18), of the flags these
+#: map types take (PRESERVE_ELEMS and NO_COMMON_LRU are for other array and hash types).
+MAP_FLAGS = {uapi.MapType.ARRAY: F_NUMA_NODE | uapi.F_MMAPABLE | _ACCESS | F_INNER_MAP,
+             uapi.MapType.HASH: F_NO_PREALLOC | F_NUMA_NODE | _ACCESS | F_ZERO_SEED}
 
 
 def bpf(proc: Process, cmd: int, attr_obj: Any, size: int | None) -> int:
@@ -92,15 +97,26 @@ def _path(ptr: int) -> str:
 
 
 def map_create(proc: Process, attr: Attr) -> int:
+    """MAP_CREATE in ``map_create``'s order: the BTF id combination, ``map_extra``, the
+    access flags, the map type's own checks, privilege, sizes, name, then the BTF types.
+    BPF_F_RDONLY/WRONLY make the new fd read- or write-only (they are not kept in the
+    map's flags); the program-side flags are kept and checked at PROG_LOAD."""
     attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_CREATE))
     a = attr.view(uapi.MapCreateAttr)
-    if a.map_type not in (uapi.MapType.ARRAY, uapi.MapType.HASH):
+    if a.btf_vmlinux_value_type_id or (a.btf_key_type_id and not a.btf_value_type_id):
+        raise fail(errno.EINVAL)  # vmlinux value types are for STRUCT_OPS maps only
+    if a.map_extra:
+        raise fail(errno.EINVAL)
+    access = open_flags(a.map_flags)
+    if a.map_flags & F_NUMA_NODE and a.numa_node != 0:  # one NUMA node
+        raise fail(errno.EINVAL)
+    if a.map_type not in MAP_FLAGS or any(getattr(a, f) for f in UNSUPPORTED_MAP_FIELDS):
         raise fail(errno.EINVAL)
     is_array = a.map_type == uapi.MapType.ARRAY
-    if any(getattr(a, f) for f in UNSUPPORTED_MAP_FIELDS):
-        raise fail(errno.EINVAL)
-    if 0 in (a.max_entries, a.key_size, a.value_size) or a.map_flags or (
-            is_array and a.key_size != 4):
+    prog_side = uapi.F_RDONLY_PROG | uapi.F_WRONLY_PROG
+    if (0 in (a.max_entries, a.key_size, a.value_size)
+            or a.map_flags & ~MAP_FLAGS[uapi.MapType(a.map_type)]
+            or a.map_flags & prog_side == prog_side or (is_array and a.key_size != 4)):
         raise fail(errno.EINVAL)
     elem = (a.value_size + 7) // 8 * 8 + (0 if is_array else a.key_size)
     if (a.key_size > HASH_KEY_MAX or a.value_size > MAP_VALUE_MAX
@@ -110,16 +126,54 @@ def map_create(proc: Process, attr: Attr) -> int:
         raise fail(errno.EPERM)
     name = _name(attr, uapi.MapCreateAttr, "map_name")
     m = proc.machine
+    types = proc.obj(a.btf_fd, BtfObj) if a.btf_key_type_id or a.btf_value_type_id else None
+    if types is not None:
+        _map_check_btf(types.btf, a)
     new = Map(m.maps, m.defer, map_type=a.map_type, key_size=a.key_size,
-              value_size=a.value_size, max_entries=a.max_entries, flags=0, name=name)
-    return proc.install(ObjFile(new.publish()))
+              value_size=a.value_size, max_entries=a.max_entries,
+              flags=a.map_flags & ~(uapi.F_RDONLY | uapi.F_WRONLY), name=name, btf=types,
+              btf_key_type_id=a.btf_key_type_id if types else 0,
+              btf_value_type_id=a.btf_value_type_id if types else 0)
+    return proc.install(ObjFile(new.publish(), access))
+
+
+def _map_check_btf(types: btf.Btf, a: Any) -> None:
+    """``map_check_btf``: key and value types of the map's sizes (EINVAL); an ARRAY's key
+    a 32-bit INT, or none for a one-entry ARRAY of a DATASEC (global data)."""
+    if a.btf_key_type_id:
+        if types.size(a.btf_key_type_id) != a.key_size:
+            raise fail(errno.EINVAL)
+    elif a.map_type != uapi.MapType.ARRAY:  # only arrays have map_check_btf
+        raise fail(errno.EINVAL)
+    if types.size(a.btf_value_type_id) != a.value_size:
+        raise fail(errno.EINVAL)
+    value = types.resolve(a.btf_value_type_id)
+    if a.map_type == uapi.MapType.ARRAY:
+        key = types.resolve(a.btf_key_type_id)
+        if key is None:
+            if a.max_entries != 1 or value is None or value.kind != btf.DATASEC:
+                raise fail(errno.EINVAL)
+        elif key.kind != btf.INT or key.data[0] & 0xFF != 32 or key.data[0] >> 16 & 0xFF:
+            raise fail(errno.EINVAL)
+
+
+def map_freeze(proc: Process, attr: Attr) -> int:
+    """MAP_FREEZE (5.2): the fd must be able to write (a frozen map's fds cannot: a
+    second freeze is EPERM, as measured); from then on the syscall side cannot write.
+    (The kernel's EBUSY, for a map mmap()ed writable, cannot happen: no mmap here.)"""
+    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_FREEZE))
+    m = _map(proc, attr.view(uapi.MapFreezeAttr).map_fd, W)
+    m.frozen = True
+    return 0
 
 
 def _map(proc: Process, fd: int, access: int) -> Map:
-    """The map behind ``fd``, which must allow ``access`` (R and/or W): else EPERM."""
+    """The map behind ``fd``, which must allow ``access`` (R and/or W): else EPERM
+    (``map_get_sys_perms``: a frozen map's fds cannot write)."""
     m = proc.obj(fd, Map)
     mode = proc.access(fd)
-    if (access & R and mode == os.O_WRONLY) or (access & W and mode == os.O_RDONLY):
+    if (access & R and mode == os.O_WRONLY) or (access & W and (
+            mode == os.O_RDONLY or m.frozen)):
         raise fail(errno.EPERM)
     return m
 
@@ -188,8 +242,16 @@ def load_flags(proc: Process, attr: Attr, flags: int) -> None:
     known = PROG_FLAGS | sum(f for f, key in PROG_FLAG_FEATURES.items() if profile.has(key))
     if flags & ~known:
         raise fail(errno.EINVAL)
-    if flags & uapi.F_TOKEN_FD:
-        (token_fd,) = struct.unpack_from("<i", attr.raw, uapi.PROG_TOKEN_FD_OFFSET)
+    (token_fd,) = struct.unpack_from("<i", attr.raw, uapi.PROG_TOKEN_FD_OFFSET)
+    load_flags_token(proc, flags & uapi.F_TOKEN_FD, token_fd)
+
+
+def load_flags_token(proc: Process, flags: int, token_fd: int) -> None:
+    """The BPF token of ``*_flags`` (6.9): other bits EINVAL; the model has no tokens,
+    so a token fd is EBADF if bad, else EINVAL."""
+    if flags & ~uapi.F_TOKEN_FD:
+        raise fail(errno.EINVAL)
+    if flags:
         proc.file(token_fd)
         raise fail(errno.EINVAL)
 
@@ -218,43 +280,125 @@ def prog_load(proc: Process, attr: Attr) -> int:
     if ptype not in set(uapi.ProgType):
         raise fail(errno.EINVAL)
     name = _name(attr, uapi.ProgLoadAttr, "prog_name")
-    if (bool(a.log_buf) != bool(a.log_size) or (a.log_buf and not a.log_level)
-            or a.log_level & ~uapi.LOG_MASK or a.log_size > 0xFFFFFFFF >> 2):
-        raise fail(errno.EINVAL)
+    _log_attr(a.log_level, a.log_buf, a.log_size)
     insns = verifier.decode(code)
     maps: dict[int, Map | None] = {
         fd: f.obj if isinstance(f, ObjFile) and isinstance(f.obj, Map) else None
         for fd, f in proc.fds.items()}
     try:
+        types, func_info, line_info = _btf_info(proc, attr, a, insns)
         used = verifier.check(insns, maps)
         # check_attach_btf_id: after the structural checks, before the walk (measured)
         if a.prog_flags & uapi.F_SLEEPABLE and ptype not in SLEEPABLE_TYPES:
             raise verifier.Rejected(errno.EINVAL, SLEEPABLE_LOG)
         enforce = verifier.check_return(ptype, eat, insns)
     except verifier.Rejected as e:
-        _log(a, e.log + "\n")
+        _log(a.log_level, a.log_buf, a.log_size, e.log + "\n")
         raise fail(e.errno) from None
-    _log(a, f"processed {len(insns)} insns (limit {INSNS_MAX}) max_states_per_insn 0 "
-            f"total_states 0 peak_states 0 mark_read 0\n")
+    _log(a.log_level, a.log_buf, a.log_size,
+         f"processed {len(insns)} insns (limit {INSNS_MAX}) max_states_per_insn 0 "
+         f"total_states 0 peak_states 0 mark_read 0\n")
     m = proc.machine
     prog = Prog(m.progs, m.defer, prog_type=ptype, expected_attach_type=eat, insns=code,
                 tag=verifier.tag(insns, sha256=m.profile.has("tag_sha256")), name=name,
-                maps=used, enforce_eat=enforce, uid=proc.cred.uid)
+                maps=used, enforce_eat=enforce, uid=proc.cred.uid, btf=types,
+                func_info=func_info, line_info=line_info)
     return proc.install(ObjFile(prog.publish()))
 
 
-def _log(a: Any, text: str) -> None:
-    """Write the verifier log (a rotating log keeps the tail; ENOSPC if it did not fit)."""
-    if not a.log_level or not a.log_buf:
+def _log_attr(level: int, buf: int, size: int) -> None:
+    """``bpf_verifier_log_attr_valid`` (PROG_LOAD and BTF_LOAD): a buffer and its size
+    together, a level with a buffer, known level bits, a size below 2^30 (else EINVAL)."""
+    if (bool(buf) != bool(size) or (buf and not level) or level & ~uapi.LOG_MASK
+            or size > 0xFFFFFFFF >> 2):
+        raise fail(errno.EINVAL)
+
+
+def _user_records(ptr: int, count: int, rec_size: int) -> Iterator[bytes]:
+    """The caller's records, read one at a time as the kernel copies them (EFAULT)."""
+    for i in range(count):
+        yield memory.read(ptr + i * rec_size, rec_size)
+
+
+def _btf_info(proc: Process, attr: Attr, a: Any,
+              insns: list[Any]) -> tuple[BtfObj | None, bytes, bytes]:
+    """``check_btf_info_early`` and ``check_btf_info`` (5.0): with func_info or
+    line_info, ``prog_btf_fd`` must be a BTF (EBADF, EINVAL) and the records fit it
+    (:mod:`.verifier`); a record with a non-zero tail is E2BIG, and the kernel writes
+    the record size it knows back into the attr.  Returns the BTF and the records, at
+    the kernel's record sizes."""
+    if not a.func_info_cnt and not a.line_info_cnt:
+        return None, b"", b""
+    types = proc.obj(a.prog_btf_fd, BtfObj)
+    kinds = (("func_info", verifier.FUNC_INFO_SIZE), ("line_info", verifier.LINE_INFO_SIZE))
+    for kind, size in kinds:
+        rec = getattr(a, f"{kind}_rec_size")
+        if getattr(a, f"{kind}_cnt") and (not size <= rec <= verifier.REC_SIZE_MAX or rec % 4):
+            # (the kernel logs a bad line_info record size with no message)
+            raise verifier.Rejected(errno.EINVAL, f"invalid func info rec size {rec}"
+                                    if kind == "func_info" else "")
+
+    def records(kind: str) -> Iterator[bytes]:
+        return _user_records(getattr(a, kind), getattr(a, f"{kind}_cnt"),
+                             getattr(a, f"{kind}_rec_size"))
+
+    kind, size = kinds[0]
+    try:
+        if a.func_info_cnt:
+            offs = verifier.check_func_info_early(types.btf, records("func_info"))
+            verifier.check_func_info(insns, offs)
+        kind, size = kinds[1]
+        if a.line_info_cnt:
+            verifier.check_line_info(insns, types.btf, records("line_info"))
+    except verifier.Rejected as e:
+        if e.errno == errno.E2BIG:  # bpf_check_uarg_tail_zero: the size it knows
+            attr.put(uapi.ProgLoadAttr, f"{kind}_rec_size", size)
+        raise
+    func_info, line_info = (b"".join(r[:size] for r in records(kind)) for kind, size in kinds)
+    return types, func_info, line_info
+
+
+def _log(level: int, buf: int, size: int, text: str) -> None:
+    """Write the verifier or BTF log (a rotating log keeps the tail; ENOSPC if it did
+    not fit)."""
+    if not level or not buf:
         return
     data = text.encode()
-    fits = len(data) < a.log_size
+    fits = len(data) < size
     if not fits:
-        fixed = a.log_level & uapi.LOG_FIXED  # keeps the head
-        data = data[: a.log_size - 1] if fixed else data[len(data) - a.log_size + 1 :]
-    memory.write(a.log_buf, data + b"\0")
+        fixed = level & uapi.LOG_FIXED  # keeps the head
+        data = data[: size - 1] if fixed else data[len(data) - size + 1 :]
+    memory.write(buf, data + b"\0")
     if not fits:
         raise fail(errno.ENOSPC)
+
+
+# --- BTF_LOAD (4.18) -------------------------------------------------------------------
+
+
+def btf_load(proc: Process, attr: Attr) -> int:
+    """BTF_LOAD as ``bpf_btf_load`` and ``btf_parse``: flags (no tokens in the model),
+    CAP_BPF, the size (E2BIG), the log attributes, the copy (EFAULT), then
+    :func:`.btf.parse`.  The log's true size goes back into ``btf_log_true_size``
+    (6.4), and a log that did not fit is ENOSPC, whether or not the BTF was good."""
+    attr.check_tail(proc.machine.profile.attr_end(Cmd.BTF_LOAD))
+    a = attr.view(uapi.BtfLoadAttr)
+    load_flags_token(proc, a.btf_flags, a.btf_token_fd)
+    if not proc.bpf_capable():
+        raise fail(errno.EPERM)
+    if a.btf_size > btf.MAX_SIZE:
+        raise fail(errno.E2BIG)
+    _log_attr(a.btf_log_level, a.btf_log_buf, a.btf_log_size)
+    data = memory.read(a.btf, a.btf_size)
+    parsed, refused, text = btf.parse(data, proc.machine.profile)
+    logging = bool(a.btf_log_level and a.btf_log_buf)
+    attr.put(uapi.BtfLoadAttr, "btf_log_true_size", len(text.encode()) + 1 if logging else 0)
+    _log(a.btf_log_level, a.btf_log_buf, a.btf_log_size, text)
+    if refused is not None:
+        raise fail(refused.errno)
+    assert parsed is not None
+    m = proc.machine
+    return proc.install(ObjFile(BtfObj(m.btfs, m.defer, parsed).publish()))
 
 
 # --- pinning (§11) ---------------------------------------------------------------------
@@ -310,7 +454,8 @@ def _ids(proc: Process, cmd: int) -> IdSpace[Any]:
     m = proc.machine
     spaces: dict[int, IdSpace[Any]] = {Cmd.PROG_GET_NEXT_ID: m.progs, Cmd.MAP_GET_NEXT_ID: m.maps,
             Cmd.LINK_GET_NEXT_ID: m.links, Cmd.PROG_GET_FD_BY_ID: m.progs,
-              Cmd.MAP_GET_FD_BY_ID: m.maps, Cmd.LINK_GET_FD_BY_ID: m.links}
+              Cmd.MAP_GET_FD_BY_ID: m.maps, Cmd.LINK_GET_FD_BY_ID: m.links,
+              Cmd.BTF_GET_NEXT_ID: m.btfs, Cmd.BTF_GET_FD_BY_ID: m.btfs}
     return spaces[cmd]
 
 
@@ -334,7 +479,9 @@ def get_fd_by_id(cmd: Cmd) -> Handler:
     def handler(proc: Process, attr: Attr) -> int:
         attr.check_tail(proc.machine.profile.attr_end(cmd))
         a = attr.view(uapi.GetIdAttr)
-        if a.open_flags & ~(uapi.F_RDONLY | uapi.F_WRONLY):
+        # BTF fds have no access mode: BTF_GET_FD_BY_ID takes no open_flags (measured)
+        allowed = 0 if cmd == Cmd.BTF_GET_FD_BY_ID else uapi.F_RDONLY | uapi.F_WRONLY
+        if a.open_flags & ~allowed:
             raise fail(errno.EINVAL)
         if not proc.capable("CAP_SYS_ADMIN"):
             raise fail(errno.EPERM)
@@ -358,13 +505,15 @@ def get_info(proc: Process, attr: Attr) -> int:
         raise fail(errno.EBADFD)
     obj = file.obj if isinstance(file, ObjFile) else None
     layout: type[uapi.Layout]
-    kind: int
+    kind: int | None
     if isinstance(obj, Link) and profile.has("link_ids"):
         layout, size, kind = uapi.LinkInfo, profile.link_info_size, uapi.LinkType.CGROUP
     elif isinstance(obj, Prog):
         layout, size, kind = uapi.ProgInfo, PROG_INFO_SIZE, obj.type
     elif isinstance(obj, Map):
         layout, size, kind = uapi.MapInfo, MAP_INFO_SIZE, obj.type
+    elif isinstance(obj, BtfObj):
+        layout, size, kind = uapi.BtfInfo, BTF_INFO_SIZE, None  # no type field
     else:
         raise fail(errno.EINVAL)
     # bpf_check_uarg_tail_zero: a longer user struct must be zero past ours
@@ -376,8 +525,10 @@ def get_info(proc: Process, attr: Attr) -> int:
     n = min(a.info_len, size)
     user = memory.read(a.info, n)
     buf = bytearray(user) + bytes(max(size, ctypes.sizeof(layout)) - n)
-    info = layout.from_buffer(buf)
-    info.type, info.id = kind, obj.id
+    info: Any = layout.from_buffer(buf)
+    info.id = obj.id
+    if kind is not None:  # BtfInfo has no type
+        info.type = kind
     FILL[layout](info, obj, layout.from_buffer_copy(bytes(buf)))
     memory.write(a.info, bytes(buf[:n]))
     attr.put(uapi.InfoAttr, "info_len", n)
@@ -413,10 +564,25 @@ def _fill_prog(info: Any, prog: Any, user: Any) -> None:
 def _fill_map(info: Any, m: Any, _user: Any) -> None:
     info.key_size, info.value_size = m.key_size, m.value_size
     info.max_entries, info.map_flags, info.name = m.max_entries, m.flags, m.name
+    if m.btf is not None:
+        info.btf_id = m.btf.id
+        info.btf_key_type_id, info.btf_value_type_id = m.btf_key_type_id, m.btf_value_type_id
+
+
+def _fill_btf(info: Any, obj: Any, user: Any) -> None:
+    """``btf_get_info_by_fd``: as much of the raw BTF as ``btf_size`` asks for, its
+    size; the name (a user BTF has none: an empty string where a buffer is given)."""
+    raw = obj.btf.raw
+    if user.btf:
+        memory.write(user.btf, raw[: user.btf_size])
+    info.btf_size, info.name_len, info.kernel_btf = len(raw), 0, 0
+    if user.name and user.name_len:
+        memory.write(user.name, b"\0")
 
 
 FILL: dict[type[uapi.Layout], Callable[[Any, Any, Any], None]] = {
-    uapi.LinkInfo: _fill_link, uapi.ProgInfo: _fill_prog, uapi.MapInfo: _fill_map}
+    uapi.LinkInfo: _fill_link, uapi.ProgInfo: _fill_prog, uapi.MapInfo: _fill_map,
+    uapi.BtfInfo: _fill_btf}
 
 
 #: cmd -> (the profile feature it needs, or None; the handler)
@@ -439,6 +605,10 @@ COMMANDS: dict[int, tuple[str | None, Handler]] = {
     Cmd.MAP_GET_FD_BY_ID: (None, get_fd_by_id(Cmd.MAP_GET_FD_BY_ID)),
     Cmd.LINK_GET_FD_BY_ID: ("link_ids", get_fd_by_id(Cmd.LINK_GET_FD_BY_ID)),
     Cmd.OBJ_GET_INFO_BY_FD: (None, get_info),
+    Cmd.BTF_LOAD: (None, btf_load),
+    Cmd.BTF_GET_FD_BY_ID: (None, get_fd_by_id(Cmd.BTF_GET_FD_BY_ID)),
+    Cmd.BTF_GET_NEXT_ID: (None, get_next_id(Cmd.BTF_GET_NEXT_ID)),
+    Cmd.MAP_FREEZE: (None, map_freeze),
     Cmd.LINK_CREATE: ("links", attach.link_create),
     Cmd.LINK_UPDATE: ("links", attach.link_update),
     Cmd.LINK_DETACH: ("link_detach", attach.link_detach),

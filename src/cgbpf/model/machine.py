@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .. import uapi
 from .bpffs import new_mount
 from .cgroupfs import Cgroup
-from .objects import IdSpace, Link, Map, Prog
+from .objects import BtfObj, IdSpace, Link, Map, Prog
 from .profiles import Profile
 from .vfs import Filesystem, Vfs
 
@@ -29,7 +29,7 @@ BPFFS_ROOT = "/sys/fs/bpf"
 
 
 class Machine:
-    """Shared state: file systems, the program/map/link ID tables, the process table,
+    """Shared state: file systems, the program/map/link/BTF ID tables, the process table,
     the work queue."""
 
     def __init__(self, profile: Profile, *, lag: int = 1, id_start: int = 1) -> None:
@@ -40,6 +40,7 @@ class Machine:
         self.progs: IdSpace[Prog] = IdSpace(id_start)
         self.maps: IdSpace[Map] = IdSpace(id_start)
         self.links: IdSpace[Link] = IdSpace(id_start)
+        self.btfs: IdSpace[BtfObj] = IdSpace(id_start)
         self.vfs = Vfs()
         self.cgroup_root = Cgroup(Filesystem(uapi.CGROUP2_MAGIC), 0o755, 0, None, self.defer)
         self.vfs.mount(self.vfs.root_dir(CGROUP_ROOT), self.cgroup_root)

@@ -7,7 +7,8 @@ the link is detached.  Only a link can be freed *deferred* (§11: the last pin u
 the machine runs that work later (see :mod:`cgbpf.model.machine`).
 
 Maps implement ARRAY (u32 keys, every element exists) and HASH with the kernel's
-E2BIG/ENOENT/EEXIST rules; no map flags are supported.
+E2BIG/ENOENT/EEXIST rules; map flags are kept (the access ones act in
+:mod:`.commands`), and a map can be frozen.  BTF objects hold a parsed BTF blob.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .. import uapi
 from .memory import fail
 
 if TYPE_CHECKING:
+    from .btf import Btf
     from .cgroupfs import Cgroup
 
 INT_MAX = 2**31 - 1
@@ -92,18 +94,39 @@ class Obj:
         self._ids.free(self.id)
 
 
+class BtfObj(Obj):
+    """A BTF object (BTF_LOAD): programs and maps that use it hold a reference."""
+
+    kind = "btf"
+
+    def __init__(self, ids: IdSpace[BtfObj], defer: Defer, btf: Btf) -> None:
+        super().__init__(ids, defer)
+        self.btf = btf
+
+
 class Map(Obj):
-    """An ARRAY or HASH map; ``data`` holds the elements that exist (keys as bytes)."""
+    """An ARRAY or HASH map; ``data`` holds the elements that exist (keys as bytes);
+    ``btf`` (with the key and value type ids) describes them; ``frozen`` after
+    MAP_FREEZE."""
 
     kind = "map"
 
     def __init__(self, ids: IdSpace[Map], defer: Defer, *,
                  map_type: int, key_size: int, value_size: int, max_entries: int,
-                 flags: int, name: bytes) -> None:
+                 flags: int, name: bytes, btf: BtfObj | None = None,
+                 btf_key_type_id: int = 0, btf_value_type_id: int = 0) -> None:
         super().__init__(ids, defer)
         self.type, self.key_size, self.value_size = map_type, key_size, value_size
         self.max_entries, self.flags, self.name = max_entries, flags, name
+        self.btf = btf.get() if btf is not None else None
+        self.btf_key_type_id, self.btf_value_type_id = btf_key_type_id, btf_value_type_id
+        self.frozen = False
         self.data: dict[bytes, bytes] = {}
+
+    def free(self) -> None:
+        super().free()
+        if self.btf is not None:
+            self.btf.put()
 
     @property
     def is_array(self) -> bool:
@@ -167,7 +190,9 @@ class Prog(Obj):
 
     def __init__(self, ids: IdSpace[Prog], defer: Defer, *,
                  prog_type: int, expected_attach_type: int, insns: bytes, tag: bytes,
-                 name: bytes, maps: list[Map], enforce_eat: bool, uid: int) -> None:
+                 name: bytes, maps: list[Map], enforce_eat: bool, uid: int,
+                 btf: BtfObj | None = None, func_info: bytes = b"", line_info: bytes = b"",
+                 ) -> None:
         super().__init__(ids, defer)
         self.type, self.expected_attach_type = prog_type, expected_attach_type
         self.insns, self.tag, self.name, self.uid = insns, tag, name, uid
@@ -176,11 +201,16 @@ class Prog(Obj):
         #: §2.1 note (a): a CGROUP_SKB EGRESS prog that may return 2 or 3.
         self.enforce_eat = enforce_eat
         self.maps = [m.get() for m in maps]
+        #: The program's BTF and its func_info/line_info records (8 and 16 bytes each).
+        self.btf = btf.get() if btf is not None else None
+        self.func_info, self.line_info = func_info, line_info
 
     def free(self) -> None:
         super().free()
         for m in self.maps:
             m.put()
+        if self.btf is not None:
+            self.btf.put()
 
 
 class Link(Obj):

@@ -16,7 +16,7 @@ from .. import uapi
 from ..asm import LD_IMM64
 from .cgroupfs import Cgroup
 from .memory import fail
-from .objects import Link, Map, Obj, Prog
+from .objects import BtfObj, Link, Map, Obj, Prog
 from .vfs import Cred, Dir
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class SocketFile(File):
 
 
 class ObjFile(File):
-    """An anonymous-inode fd for a program, map or link; holds one reference."""
+    """An anonymous-inode fd for a program, map, link or BTF; holds one reference."""
 
     mnt_id, ino = ANON_MNT_ID, ANON_INO
 
@@ -91,8 +91,9 @@ class ObjFile(File):
         super().__init__()
         self.obj = obj.get()
         self.kind = obj.kind
-        # bpf_link_new_fd opens links with O_CLOEXEC only (§13: "flags: 02000000").
-        self.flags = os.O_CLOEXEC | (0 if isinstance(obj, Link) else access)
+        # bpf_link_new_fd opens links with O_CLOEXEC only (§13: "flags: 02000000"), and
+        # so does btf_new_fd (measured).
+        self.flags = os.O_CLOEXEC | (0 if isinstance(obj, (Link, BtfObj)) else access)
 
     def release(self) -> None:
         self.obj.put()
@@ -116,7 +117,9 @@ class ObjFile(File):
                       ("value_size", str(obj.value_size)),
                       ("max_entries", str(obj.max_entries)), ("map_flags", f"{obj.flags:#x}"),
                       ("map_extra", "0x0"), ("memlock", str(map_memlock(obj))),
-                      ("map_id", str(obj.id)), ("frozen", "0")]
+                      ("map_id", str(obj.id)), ("frozen", str(int(obj.frozen)))]
+        elif isinstance(obj, BtfObj):
+            lines += [("btf_id", str(obj.id))]
         elif isinstance(obj, Link) and machine.profile.has("link_ids"):
             cgroup_id = obj.cgroup.ino if obj.cgroup is not None else 0
             lines += [("link_type", "cgroup"), ("link_id", str(obj.id)),

@@ -6,7 +6,17 @@ and a one-line log: unknown opcodes, registers above r10, writes to r10, incompl
 malformed ``ld_imm64`` pairs, jumps out of range or into the middle of an ``ld_imm64``,
 unreachable instructions, a last instruction that is neither ``exit`` nor ``ja``, unknown
 helper IDs, bpf-to-bpf calls out of range; ``ld_imm64`` map references must be map fds
-(bad fd: EBADF, not a map: EINVAL).
+(bad fd: EBADF, not a map: EINVAL), and a map value (``PSEUDO_MAP_VALUE``, global data)
+must be of a one-entry ARRAY.  Accesses through a map value pointer are checked where
+they are plain to see: a load or store through the register the ``ld_imm64`` set, before
+anything else writes that register or the code branches (a store into a RDONLY_PROG
+map, a load from a WRONLY_PROG one, out of the value: EACCES).  A pointer moved to
+another register, or one from ``bpf_map_lookup_elem``, is not followed.
+
+func_info and line_info (:func:`check_btf_info`) are checked as check_btf_func and
+check_btf_line do: record sizes, offsets, type ids of FUNCs, one func_info per
+subprogram (bpf-to-bpf call targets and ``PSEUDO_FUNC`` addresses), and a line_info at
+the start of each.
 
 Return values (``check_return_code``) are approximated: the values a program can return
 are taken to be the immediates of every ``mov r0, K``.  That is enough for §2.1 note (a):
@@ -19,15 +29,20 @@ from __future__ import annotations
 import errno
 import hashlib
 import struct
+from collections.abc import Iterable, Iterator
 
-from .. import asm
+from .. import asm, uapi
 from ..asm import Insn
 from ..uapi import AttachType as A
 from ..uapi import ProgType as P
+from .btf import Btf
 from .objects import Map
 
 MAX_HELPER_ID = 211  # __BPF_FUNC_MAX_ID - 1 on 6.18
-PSEUDO_CALL = 1  # BPF_PSEUDO_CALL (asm has the map pseudo sources, not this one)
+PSEUDO_CALL, PSEUDO_FUNC = uapi.PSEUDO_CALL, uapi.PSEUDO_FUNC
+FUNC_INFO_SIZE, LINE_INFO_SIZE = 8, 16  # struct bpf_func_info, struct bpf_line_info
+REC_SIZE_MAX = 252  # MAX_FUNCINFO_REC_SIZE, MAX_LINEINFO_REC_SIZE
+_SIZE_BYTES = {asm.Size.B: 1, asm.Size.H: 2, asm.Size.W: 4, asm.Size.DW: 8}
 JA, CALL, EXIT = asm.JmpOp.JA, asm.JmpOp.CALL, asm.JmpOp.EXIT
 
 _ALU_OPS = {op.value for op in asm.AluOp}
@@ -107,11 +122,10 @@ def check(insns: list[Insn], maps: dict[int, Map | None]) -> list[Map]:
             m = maps[x.imm]
             if m is None:
                 raise Rejected(errno.EINVAL, f"fd {x.imm} is not pointing to valid bpf_map")
-            if x.src == asm.PSEUDO_MAP_VALUE and not 0 <= nxt.imm < m.value_size:
-                raise Rejected(errno.EINVAL, f"invalid access to map value pointer, "
-                                             f"value_size={m.value_size} off={nxt.imm}")
+            if x.src == asm.PSEUDO_MAP_VALUE:
+                _direct_value(m, nxt.imm)
             used.append(m)
-        elif x.src != 0:
+        elif x.src not in (0, PSEUDO_FUNC):
             raise Rejected(errno.EINVAL, f"unrecognized bpf_ld_imm64 insn src {x.src}")
     # check_subprogs / check_cfg
     succ: dict[int, list[int]] = {}
@@ -153,7 +167,123 @@ def check(insns: list[Insn], maps: dict[int, Map | None]) -> list[Map]:
             raise Rejected(errno.EINVAL, f"invalid func unknown#{x.imm}")
         if x.code == asm.Class.JMP | CALL and x.src not in (0, PSEUDO_CALL):
             raise Rejected(errno.EINVAL, "kernel function calls are not supported by the model")
+    _value_accesses(insns, maps)
     return used
+
+
+def _direct_value(m: Map, off: int) -> None:
+    """``map_direct_value_addr``: ARRAY maps only (EINVAL), with one entry (ENOTSUPP),
+    the offset inside the value (EINVAL)."""
+    if not m.is_array:
+        raise Rejected(errno.EINVAL, "no direct value access support for this map type")
+    where = f"invalid access to map value pointer, value_size={m.value_size} off={off}"
+    if m.max_entries != 1:
+        raise Rejected(uapi.ENOTSUPP, where)
+    if not 0 <= off < m.value_size:
+        raise Rejected(errno.EINVAL, where)
+
+
+def _value_accesses(insns: list[Insn], maps: dict[int, Map | None]) -> None:
+    """Loads and stores through the register a ``PSEUDO_MAP_VALUE`` ld_imm64 just set,
+    up to the first branch or the first other write to that register: the program-side
+    access flags and the value's bounds (EACCES)."""
+    for i, x in enumerate(insns[:-1]):
+        m = maps.get(x.imm) if x.code == asm.LD_IMM64 and x.src == asm.PSEUDO_MAP_VALUE \
+            else None
+        if m is None:
+            continue
+        reg, base = x.dst, insns[i + 1].imm
+        for y in insns[i + 2 :]:
+            cls, size = _cls(y), _SIZE_BYTES.get(asm.Size(y.code & 0x18), 0)
+            store = cls in (asm.Class.ST, asm.Class.STX) and y.dst == reg
+            load = cls == asm.Class.LDX and y.src == reg
+            if store or load:
+                off, flags = base + y.off, m.flags
+                if (store and flags & uapi.F_RDONLY_PROG) or (load and flags & uapi.F_WRONLY_PROG):
+                    raise Rejected(errno.EACCES, f"{'write into' if store else 'read from'} "
+                                   f"map forbidden, value_size={m.value_size} off={off} "
+                                   f"size={size}")
+                if not 0 <= off <= m.value_size - size:
+                    raise Rejected(errno.EACCES, f"invalid access to map value, value_size="
+                                   f"{m.value_size} off={off} size={size}")
+            if cls in (asm.Class.JMP, asm.Class.JMP32) or (
+                    y.dst == reg and cls in (asm.Class.ALU, asm.Class.ALU64, asm.Class.LDX,
+                                             asm.Class.LD)):
+                break
+
+
+def subprogs(insns: list[Insn]) -> list[int]:
+    """``add_subprog_and_kfunc``: where each subprogram starts (0, every bpf-to-bpf call
+    target, every ``PSEUDO_FUNC`` address); one out of range is EINVAL."""
+    starts = {0}
+    for i, x in enumerate(insns):
+        if (x.code == asm.Class.JMP | CALL and x.src == PSEUDO_CALL) or (
+                x.code == asm.LD_IMM64 and x.src == PSEUDO_FUNC):
+            if not 0 <= i + x.imm + 1 < len(insns):
+                raise Rejected(errno.EINVAL, "call to invalid destination")
+            starts.add(i + x.imm + 1)
+    return sorted(starts)
+
+
+def _records(records: Iterable[bytes], size: int, what: str) -> Iterator[tuple[int, ...]]:
+    """Each record's first ``size`` bytes as u32 words; a record with more bytes that are
+    not zero is E2BIG (``bpf_check_uarg_tail_zero``)."""
+    for rec in records:
+        if any(rec[size:]):
+            raise Rejected(errno.E2BIG, f"nonzero tailing record in {what}")
+        yield struct.unpack(f"<{size // 4}I", rec[:size])
+
+
+def check_func_info_early(btf: Btf, records: Iterable[bytes]) -> list[int]:
+    """``check_btf_func_early``: the func_info records (E2BIG: a non-zero tail; EINVAL:
+    a first insn_off not 0, offsets not increasing, a type that is not a FUNC).  Returns
+    the insn offsets."""
+    offs: list[int] = []
+    for insn_off, type_id in _records(records, FUNC_INFO_SIZE, "func info"):
+        if not offs and insn_off:
+            raise Rejected(errno.EINVAL, f"nonzero insn_off {insn_off} for the first func "
+                                         "info record")
+        if offs and insn_off <= offs[-1]:
+            raise Rejected(errno.EINVAL, f"same or smaller insn offset ({insn_off}) than "
+                                         f"previous func info record ({offs[-1]})")
+        if not btf.is_func(type_id):
+            raise Rejected(errno.EINVAL, f"invalid type id {type_id} in func info")
+        offs.append(insn_off)
+    return offs
+
+
+def check_func_info(insns: list[Insn], offs: list[int]) -> None:
+    """``check_btf_func``: one record per subprogram, at its first instruction."""
+    starts = subprogs(insns)
+    if len(offs) != len(starts):
+        raise Rejected(errno.EINVAL, "number of funcs in func_info doesn't match number of "
+                                     "subprogs")
+    if offs != starts:
+        raise Rejected(errno.EINVAL, "func_info BTF section doesn't match subprog layout in "
+                                     "BPF program")
+
+
+def check_line_info(insns: list[Insn], btf: Btf, records: Iterable[bytes]) -> None:
+    """``check_btf_line``: offsets increasing, in range, not in the middle of an
+    ld_imm64, string offsets in the BTF, and a record at the start of each subprogram."""
+    starts, s, prev = subprogs(insns), 0, 0
+    for i, (insn_off, file_off, line_off, _) in enumerate(
+            _records(records, LINE_INFO_SIZE, "line_info")):
+        if (i and insn_off <= prev) or insn_off >= len(insns):
+            raise Rejected(errno.EINVAL, f"Invalid line_info[{i}].insn_off:{insn_off} "
+                                         f"(prev_offset:{prev} prog->len:{len(insns)})")
+        if not insns[insn_off].code:
+            raise Rejected(errno.EINVAL, f"Invalid insn code at line_info[{i}].insn_off")
+        if max(file_off, line_off) >= len(btf.strings):
+            raise Rejected(errno.EINVAL, f"Invalid line_info[{i}].line_off or .file_name_off")
+        if s < len(starts) and insn_off == starts[s]:
+            s += 1
+        elif s < len(starts) and starts[s] < insn_off:
+            raise Rejected(errno.EINVAL, f"missing bpf_line_info for func#{s}")
+        prev = insn_off
+    if s != len(starts):
+        raise Rejected(errno.EINVAL, f"missing bpf_line_info for {len(starts) - s} funcs "
+                                     f"starting from func#{s}")
 
 
 def return_values(insns: list[Insn]) -> set[int]:
