@@ -28,10 +28,11 @@ OLDER_WORDING = {
 }
 
 
-def said(kernel: Kernel, text: str, lines: list[str]) -> bool:
-    """Whether the verifier log ``lines`` hold ``text``, in 6.18's words or, on the host,
-    in an older kernel's."""
-    return text in lines or (kernel.name == "host" and OLDER_WORDING.get(text) in lines)
+def said(kernel: Kernel, text: str, lines: list[str]) -> str:
+    """The line of the verifier log ``lines`` that says ``text``, in 6.18's words or, on
+    the host, in an older kernel's ("" if none does)."""
+    older = OLDER_WORDING.get(text, text) if kernel.name == "host" else text
+    return next((line for line in lines if line in (text, older)), "")
 
 
 class Counters:
