@@ -145,7 +145,17 @@ def load_with_log(k: Kernel, cmd: Cmd, load: Callable[..., int], err: int, what:
                 break
     if not text.strip():
         raise BpfError(err, what, command=cmd.name, hint=no_log_hint)
-    raise VerifierError(err, what, log=text, command=cmd.name)
+    raise VerifierError(err, what + source_line(text), log=text, command=cmd.name)
+
+
+def source_line(log: str) -> str:
+    """Where a verifier log with line_info (5.0) stopped: ``" at FILE:LINE: SOURCE"``
+    from its last ``; SOURCE @ FILE:LINE`` line, or "" without one."""
+    quoted = [line for line in log.splitlines() if line.startswith("; ") and " @ " in line]
+    if not quoted:
+        return ""
+    source, _, where = quoted[-1][2:].rpartition(" @ ")
+    return f" at {where}: {source.strip()}"
 
 
 # --------------------------------------------------------------------------- objects
