@@ -228,3 +228,22 @@ def test_other_program_types_load_but_do_not_link(kernel: Kernel, scratch: Scrat
             with pytest.raises(BpfError) as e:
                 cg.link(prog)
             assert e.value.errno == errno.EINVAL
+
+
+@pytest.mark.parametrize("version", ["5.10", "6.18"])
+def test_btf_is_sanitised_for_what_the_kernel_lacks(version: str) -> None:
+    """On a model of 5.10 (no FLOAT, no DECL_TAG) the object's own BTF is refused, and
+    loads once sanitised; on 6.18 it needs nothing."""
+    from cgbpf.btf.handle import Handle
+    from cgbpf.kernel import model, probe
+
+    k = model(version)
+    spec = CollectionSpec.read(compile_c("sanitize"))
+    assert spec.btf is not None
+    lacks = [key for key in ("btf_float", "btf_decl_tag") if probe.check(k, key) is False]
+    assert lacks == ([] if version == "6.18" else ["btf_float", "btf_decl_tag"])
+    if lacks:
+        with pytest.raises(BpfError):
+            Handle.load(spec.btf.to_bytes(), kernel=k)
+    with spec.load(k) as coll:
+        assert coll.globals["sample"] == struct.pack("<fi", 1.5, 2)
