@@ -8,8 +8,9 @@ created (pinned by name where the object asks), global data written (``.rodata``
 frozen), its programs loaded with their func_info/line_info, so that a verifier
 rejection quotes the C source.  Everything is closed again if any step fails.
 
-Needs Linux 5.2 for global data (``BPF_PSEUDO_MAP_VALUE``, MAP_FREEZE), 5.5 for mmapable
-global data maps (probed), 4.18/5.0 for BTF and its func_info/line_info.
+Needs Linux 5.2 for global data (``BPF_PSEUDO_MAP_VALUE``, MAP_FREEZE), 5.5 for the
+mmapable global data maps (``BPF_F_MMAPABLE``: set unless a ``map_mmapable`` probe says
+absent; cgbpf has none yet, so always), 4.18/5.0 for BTF and its func_info/line_info.
 """
 
 from __future__ import annotations
