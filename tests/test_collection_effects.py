@@ -125,3 +125,19 @@ def test_sysctl_counts_and_refuses_a_read(kernel: Kernel, scratch: Scratch) -> N
         coll.globals["deny_sysctl"] = 1
         assert in_cgroup(cg.path, _read_sysctl) == 1
         assert coll.globals["sysctls"] == 2
+
+
+@host_only
+def test_static_variables_and_bpf_printk(kernel: Kernel, scratch: Scratch) -> None:
+    """(Host only: the model refuses the dotted VAR names of function-local statics
+    such as bpf_printk's ``traced.____fmt``, which 6.18 accepts.)"""
+    spec = CollectionSpec.read(compile_c("statics"))
+    where = {n: (v.section, v.offset) for n, v in spec.variables.items()}
+    assert {n: s for n, (s, _) in where.items()} == {
+        "seen": ".bss", "traced.calls": ".bss", "traced.____fmt": ".rodata"}
+    assert {o for s, o in where.values() if s == ".bss"} == {0, 8}  # one at offset 8
+    assert spec.variables["traced.____fmt"].value == b"cgbpf: packet of %u bytes\0"
+    cg = scratch.cgroup("statics")
+    with spec.load(kernel) as coll, cg.link(coll.programs["traced"]):
+        assert send_from(cg.path, 2) == 2
+        assert (coll.globals["traced.calls"], coll.globals["seen"]) == (2, 2 * 33)
