@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 from .. import uapi
 from ..asm import LD_IMM64
 from .cgroupfs import Cgroup
-from .memory import fail
+from .memory import PAGE, fail
 from .objects import BtfObj, Link, Map, Obj, Prog
 from .vfs import Cred, Dir
 
@@ -141,8 +141,11 @@ def prog_memlock(prog: Prog) -> int:
 def map_memlock(m: Map) -> int:
     """``map_mem_usage`` of an ARRAY (``array_map_mem_usage``) or a preallocated HASH
     (``htab_map_mem_usage``: buckets for max_entries rounded up to a power of two, per-CPU
-    lock counters, and one extra element and one element pointer per possible CPU)."""
+    lock counters, and one extra element and one element pointer per possible CPU).  An
+    MMAPABLE array's head and values take whole pages."""
     value = _round(m.value_size, 8)
+    if m.is_array and m.flags & uapi.F_MMAPABLE:
+        return _round(ARRAY_HEAD, PAGE) + _round(m.max_entries * value, PAGE)
     if m.is_array:
         return ARRAY_HEAD + m.max_entries * value
     buckets = 1 << (m.max_entries - 1).bit_length()
