@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from cgbpf import Program, ProgType, VerifierError, _sys, asm, model, uapi
+from cgbpf import MissingPrivilege, Program, ProgType, VerifierError, _sys, asm, model, uapi
 from cgbpf.btf import Ext, Spec, func_info_bytes, line_info_bytes
 from cgbpf.btf.handle import Handle, handles
 from cgbpf.kernel import Kernel, probe
@@ -373,3 +373,34 @@ def test_verifier_log_quotes_the_source(kernel: Kernel) -> None:
     assert e.value.errno == E.EACCES
     assert f"; {source} @ kernel_reject.c:11" in e.value.log.splitlines()
     assert f"at kernel_reject.c:11: {source}" in str(e.value)
+
+
+def test_prog_info_btf(kernel: Kernel) -> None:
+    """bpf_prog_info of programs with and without BTF: btf_id, the record counts, the
+    kernel's record sizes (always), a JITed function per subprogram."""
+    with Handle.load(FUNCS, kernel=kernel) as h:
+        for code, options, want in (
+                (ONE, None, (0, 0, 0, 1)), (TWO, None, (0, 0, 0, 2)),
+                (ONE, LoadOptions(btf=h, func_info=fi((0, 3))), (h.id, 1, 0, 1)),
+                (TWO, LoadOptions(btf=h, func_info=fi((0, 3), (2, 4)),
+                                  line_info=li((0, F, L, 0), (2, F, L, 0))), (h.id, 2, 2, 2))):
+            with Program.load(code, ProgType.CGROUP_SKB, expected_attach_type=EGRESS,
+                              options=options, kernel=kernel) as prog:
+                raw = uapi.ProgInfo()
+                _sys.get_info(kernel, prog.fd, raw)
+                assert (raw.btf_id, raw.nr_func_info, raw.nr_line_info,
+                        raw.nr_jited_ksyms) == want
+                assert (raw.func_info_rec_size, raw.line_info_rec_size,
+                        raw.jited_line_info_rec_size) == (8, 16, 8)
+                assert raw.nr_jited_line_info == raw.nr_line_info
+                assert raw.nr_jited_func_lens == raw.nr_jited_ksyms
+
+
+def test_btf_load_needs_cap_bpf(kernel: Kernel) -> None:
+    """BTF_LOAD without CAP_BPF: EPERM, raised as MissingPrivilege naming CAP_BPF."""
+    def load(k: Kernel) -> None:
+        with pytest.raises(MissingPrivilege) as e:
+            Handle.load(FUNCS, kernel=k)
+        assert e.value.errno == E.EPERM and e.value.capability == "CAP_BPF"
+
+    kernel.run_restricted(set(), load)

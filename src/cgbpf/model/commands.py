@@ -552,6 +552,18 @@ def _fill_prog(info: Any, prog: Any, user: Any) -> None:
     # machine code, so its length stands in and jited_prog_insns is never written
     info.jited_prog_len, info.xlated_prog_len = len(prog.insns), len(prog.insns)
     info.verified_insns = verified_insns(prog)  # the run statistics stay 0: nothing runs
+    # BTF (5.0): the record sizes are the kernel's whether or not there are records;
+    # each subprogram is a JITed function (with a ksym), each line_info a JITed line
+    info.func_info_rec_size = verifier.FUNC_INFO_SIZE
+    info.line_info_rec_size = verifier.LINE_INFO_SIZE
+    info.jited_line_info_rec_size = 8
+    info.nr_jited_ksyms = info.nr_jited_func_lens = len(
+        verifier.subprogs(verifier.decode(prog.insns)))
+    if prog.btf is not None:
+        info.btf_id = prog.btf.id
+        info.nr_func_info = len(prog.func_info) // verifier.FUNC_INFO_SIZE
+        info.nr_line_info = info.nr_jited_line_info = len(
+            prog.line_info) // verifier.LINE_INFO_SIZE
     if user.xlated_prog_len and user.xlated_prog_insns:
         memory.write(user.xlated_prog_insns, prog.insns[: user.xlated_prog_len])
     ids = [m.id for m in prog.maps]
