@@ -217,3 +217,13 @@ def test_bad_btf() -> None:
     with pytest.raises(MalformedObject) as e:
         CollectionSpec.from_bytes(bytes(out), path="bad.o")
     assert e.value.section == ".BTF"
+
+
+def test_a_compressed_section_that_is_not() -> None:
+    """SHF_COMPRESSED on a section of plain bytes: pyelftools' zlib error, wrapped."""
+    good = obj()
+    at, _, fields = next(s for s in sections(good) if s[1] == ".rodata")
+    out = bytearray(good)
+    SHDR.pack_into(out, at, *fields[:2], fields[2] | 0x800, *fields[3:])
+    with pytest.raises(MalformedObject, match="not a readable ELF file"):
+        CollectionSpec.from_bytes(bytes(out))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from dataclasses import dataclass, field
 
 from elftools.common.exceptions import ELFError
@@ -34,7 +35,7 @@ MAX_SECTION = 1 << 30
 #: What pyelftools raises on bytes it cannot parse.
 _PARSE_ERRORS = (ELFError, ConstructError, struct.error, ValueError, KeyError, IndexError,
                  TypeError, AttributeError, UnicodeDecodeError, OverflowError, RecursionError,
-                 AssertionError)
+                 AssertionError, zlib.error)
 
 
 @dataclass(frozen=True)
