@@ -14,6 +14,7 @@ from elftools.construct.core import ConstructError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import Section as _Section
+from elftools.elf.sections import Symbol as ElfSymbol
 from elftools.elf.sections import SymbolTableSection
 
 from ..errors import MalformedObject
@@ -164,10 +165,9 @@ def _section(index: int, sec: _Section, path: str) -> Section:
                    sec["sh_link"], sec["sh_info"])
 
 
-def _symbol(index: int, sym: object, nsections: int) -> Symbol:
-    s = sym  # an elftools Symbol: a mapping of st_* fields with .name
-    shndx = s["st_shndx"]  # type: ignore[index]
+def _symbol(index: int, sym: ElfSymbol, nsections: int) -> Symbol:
+    shndx = sym["st_shndx"]  # an index, or SHN_UNDEF/SHN_ABS/SHN_COMMON as a name
     section = shndx if isinstance(shndx, int) and 0 < shndx < nsections else 0
-    info = s["st_info"]  # type: ignore[index]
-    return Symbol(index, s.name, str(info["type"]), str(info["bind"]), section,  # type: ignore[attr-defined]
-                  s["st_value"], s["st_size"])  # type: ignore[index]
+    info = sym["st_info"]
+    return Symbol(index, sym.name, str(info["type"]), str(info["bind"]), section,
+                  sym["st_value"], sym["st_size"])
