@@ -188,6 +188,7 @@ def test_a_verifier_rejection_quotes_the_c_source(kernel: Kernel) -> None:
         Collection.load(compile_c("reject"), kernel)
     assert "return *count > 0; /* no NULL check: refused */ @ reject" in e.value.log
     assert "map_value_or_null" in str(e.value)
+    assert "at reject.c:19: return *count > 0;" in str(e.value)  # the message names it too
 
 
 def test_co_re_relocations_are_refused_naming_the_program() -> None:
