@@ -141,7 +141,6 @@ def test_btf_load_attr(kernel: Kernel) -> None:
 
     log = ctypes.create_string_buffer(4096)
     assert load(btf_size=(16 << 20) + 1) == E.E2BIG
-    assert load(btf_size=16 << 20) == E.EFAULT  # past the buffer, where nothing is mapped
     assert load(btf=8) == E.EFAULT
     assert load(btf=0, btf_size=0) == E.EINVAL
     assert load(btf_log_size=100) == E.EINVAL  # a size without a buffer
