@@ -1,6 +1,6 @@
 """bpf(2) in the model: the attr-size rules (§1.4), the command table, and the commands
-that are not cgroup attachment (those are in :mod:`.attach`): maps, PROG_LOAD, pinning,
-IDs and GET_INFO_BY_FD.
+that are not cgroup attachment (those are in :mod:`.attach`): maps (MAP_FREEZE too),
+PROG_LOAD, BTF_LOAD (the parser is :mod:`.btf`), pinning, IDs and GET_INFO_BY_FD.
 
 The outputs go back into the caller's memory exactly where the kernel writes them.
 """
