@@ -30,8 +30,11 @@ def test_model_is_the_package_and_callable_after_submodule_imports() -> None:
 
 def test_import_cgbpf_does_not_load_the_model() -> None:
     code = ("import sys, cgbpf; assert not [m for m in sys.modules if m.startswith("
-            "'cgbpf.model')], sorted(sys.modules); cgbpf.Link; cgbpf.model('5.7');"
-            " assert 'cgbpf.model.attach' in sys.modules")
+            "('cgbpf.model', 'cgbpf.btf', 'cgbpf.collection', 'cgbpf.elf', 'elftools'))],"
+            " sorted(sys.modules); cgbpf.Link; cgbpf.model('5.7');"
+            " assert 'cgbpf.model.attach' in sys.modules;"
+            " assert cgbpf.CollectionSpec is sys.modules['cgbpf.collection'].CollectionSpec;"
+            " assert cgbpf.btf.Spec and 'elftools' in sys.modules")
     run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC},
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr

@@ -16,7 +16,9 @@ pinning it in bpffs keeps it::
 Objects (each owns an fd, like ``socket.socket``: ``fileno``, ``close``, ``with``,
 ``dup``): :class:`Program`, :class:`Map`, :class:`Cgroup` (``link``, ``attach``,
 ``detach``, ``query``), :class:`Link` (``update``, ``pin``, ``detach``, ``info``) and
-:class:`LegacyLink`, its stand-in on kernels without cgroup links.  Listing:
+:class:`LegacyLink`, its stand-in on kernels without cgroup links.  Programs in C:
+:class:`CollectionSpec` and :class:`Collection` load clang-compiled objects (programs,
+maps, global variables, BTF: :mod:`cgbpf.btf`).  Listing:
 :func:`programs`, :func:`maps`, :func:`links`.  Kernels: :func:`host` (the real one,
 bpf(2) via ctypes) and ``cgbpf.model(...)``, the model kernel (pure Python, no
 privileges; ``model("host")`` models the running kernel).  Errors: :class:`BpfError`
@@ -43,35 +45,48 @@ from .errors import (
 from .fallback import FallbackWarning, LegacyLink
 from .kernel import Kernel, default_kernel, host
 from .link import Link, LinkInfo, LinkLeakWarning, links
-from .map import Map, MapInfo, maps
-from .program import Program, ProgramInfo, programs
+from .map import MAP_FLAGS, Map, MapInfo, MapOptions, maps
+from .program import LoadOptions, Program, ProgramInfo, programs
 from .uapi import AttachMode, AttachType, LinkType, MapType, ProgType
 
 if TYPE_CHECKING:
+    from . import btf
+    from .collection import Collection, CollectionSpec
     from .kernel import model
     from .model import ModelKernel, Profile
 
+#: What is loaded when first asked for: name -> (module, attribute; "" for the module).
+_LAZY = {"model": (".model", ""), "ModelKernel": (".model", "ModelKernel"),
+         "Profile": (".model", "Profile"), "btf": (".btf", ""),
+         "Collection": (".collection", "Collection"),
+         "CollectionSpec": (".collection", "CollectionSpec")}
+
 
 def __getattr__(name: str) -> Any:
-    """The model kernel is loaded when first asked for: ``cgbpf.model`` is its package,
-    which is callable (``cgbpf.model("6.1")``); ``ModelKernel`` and ``Profile`` are its
-    classes."""
-    if name in ("model", "ModelKernel", "Profile"):
+    """The model kernel and the object loader are loaded when first asked for:
+    ``cgbpf.model`` is the model's package, which is callable (``cgbpf.model("6.1")``),
+    ``ModelKernel`` and ``Profile`` its classes; ``CollectionSpec`` and ``Collection``
+    (clang-compiled objects, through pyelftools) and ``cgbpf.btf`` the loader's."""
+    if name in _LAZY:
         import importlib
 
-        package = importlib.import_module(".model", __name__)
-        return package if name == "model" else getattr(package, name)
+        module, attr = _LAZY[name]
+        found = importlib.import_module(module, __name__)
+        return getattr(found, attr) if attr else found
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "HEAD",
+    "MAP_FLAGS",
     "TAIL",
     "AttachMode",
     "AttachType",
     "BpfError",
     "Cgroup",
     "ClosedError",
+    "Collection",
+    "CollectionSpec",
     "ExpectedProgramMismatch",
     "FallbackWarning",
     "Kernel",
@@ -81,9 +96,11 @@ __all__ = [
     "LinkInfo",
     "LinkLeakWarning",
     "LinkType",
+    "LoadOptions",
     "MalformedObject",
     "Map",
     "MapInfo",
+    "MapOptions",
     "MapType",
     "MissingPrivilege",
     "ModelKernel",
@@ -97,6 +114,7 @@ __all__ = [
     "Query",
     "StaleRevision",
     "VerifierError",
+    "btf",
     "default_kernel",
     "host",
     "links",
