@@ -172,6 +172,19 @@ def test_closed_cgroup_hint(kernel: Kernel, scratch: Scratch) -> None:
 # ------------------------------------------------------------------ wrong type, verifier
 
 
+def test_not_a_cgroup_program(kernel: Kernel, scratch: Scratch) -> None:
+    """A program of no cgroup type is refused before any call, naming the types that
+    are; a type with one hook (CGROUP_DEVICE) needs no attach type."""
+    cg = scratch.cgroup("a")
+    with load(kernel, ProgType.SOCKET_FILTER, None) as prog:
+        e = raises(BpfError, lambda: cg.link(prog).close(), errno.EINVAL)
+        assert "is not a cgroup program" in str(e) and "CGROUP_SKB" in e.hint, str(e)
+        assert cg.query(AttachType.CGROUP_INET_EGRESS).ids == []
+    with load(kernel, ProgType.CGROUP_DEVICE, None) as prog, cg.link(prog) as link:
+        assert link.info().attach_type == AttachType.CGROUP_DEVICE
+        assert cg.query(AttachType.CGROUP_DEVICE).ids == [prog.id]
+
+
 @pytest.mark.parametrize("command", ["LINK_CREATE", "PROG_ATTACH"])
 def test_wrong_program_type(kernel: Kernel, scratch: Scratch, command: str) -> None:
     cg = scratch.cgroup("a")

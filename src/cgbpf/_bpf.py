@@ -150,12 +150,13 @@ def load_with_log(k: Kernel, cmd: Cmd, load: Callable[..., int], err: int, what:
 
 def source_line(log: str) -> str:
     """Where a verifier log with line_info (5.0) stopped: ``" at FILE:LINE: SOURCE"``
-    from its last ``; SOURCE @ FILE:LINE`` line, or "" without one."""
-    quoted = [line for line in log.splitlines() if line.startswith("; ") and " @ " in line]
+    from its last ``; SOURCE @ FILE:LINE`` line (6.1 quotes ``; SOURCE`` alone: then
+    ``" at: SOURCE"``), or "" without one."""
+    quoted = [line[2:] for line in log.splitlines() if line.startswith("; ") and line[2:].strip()]
     if not quoted:
         return ""
-    source, _, where = quoted[-1][2:].rpartition(" @ ")
-    return f" at {where}: {source.strip()}"
+    source, at, where = quoted[-1].rpartition(" @ ")
+    return f" at {where}: {source.strip()}" if at else f" at: {where.strip()}"
 
 
 # --------------------------------------------------------------------------- objects

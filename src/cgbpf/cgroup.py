@@ -264,11 +264,21 @@ class Cgroup(FdObject):
 
     def _attach_type(self, call: str, prog: Program | None,
                      attach_type: AttachType | int | None) -> AttachType | int:
-        """The attach type asked for, else the program's expected attach type."""
+        """The attach type asked for, else the program's expected attach type, else the
+        one hook its program type has (CGROUP_DEVICE, CGROUP_SYSCTL, SOCK_OPS)."""
         _check.arg(call, "prog", prog, Program, "a cgbpf.Program", none=call.endswith("detach"))
         _check.arg(call, "attach_type", attach_type, int, "a cgbpf.AttachType", none=True)
         at = attach_type if attach_type is not None or prog is None else \
             prog.expected_attach_type
+        if at is None and prog is not None:
+            hooks = [t for t, p in uapi.CGROUP_PROG_TYPE.items() if p == prog.type]
+            if not hooks:
+                raise BpfError(errno.EINVAL, f"{prog!r} is not a cgroup program: it cannot "
+                               f"be attached to {self.path}", hint="cgroup hooks take "
+                               + ", ".join(sorted({uapi.name_of(p) for p in
+                                                   uapi.CGROUP_PROG_TYPE.values()}))
+                               + " programs")
+            at = hooks[0] if len(hooks) == 1 else None
         if at is None:
             raise BpfError(errno.EINVAL, f"{prog!r} and {self.path}: no attach type",
                            hint="pass attach_type, or load the program with "
