@@ -10,7 +10,7 @@ from cgbpf.kernel import Kernel
 from cgbpf.testing import send_from
 from cgbpf.testing.pytest_plugin import CI, host_only, host_problem, need_host, requires
 
-__all__ = ["CI", "EGRESS", "INGRESS", "OK", "OLDER_WORDING", "Counters", "host_only",
+__all__ = ["CI", "EGRESS", "INGRESS", "OK", "OLDER_WORDING", "Counted", "Counters", "host_only",
            "host_problem", "load", "need_host", "requires", "said"]
 
 
@@ -35,7 +35,34 @@ def said(kernel: Kernel, text: str, lines: list[str]) -> str:
     return next((line for line in lines if line in (text, older)), "")
 
 
-class Counters:
+class Counted:
+    """Programs ``progs`` that each count into a slot (``read``/``reset``: the slots)."""
+
+    kernel: Kernel
+    progs: list[Program]
+
+    def read(self) -> list[int]:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def check(self, cgroup_path: str, packets: int = 1) -> list[int]:
+        """How often each program runs for ``packets`` datagrams sent from inside the
+        cgroup.  On the host: real traffic and the counters, which must agree with the
+        effective array; on the model (it runs no programs): the effective array."""
+        with Cgroup.open(cgroup_path, kernel=self.kernel) as cg:
+            eff = cg.query(EGRESS, effective=True).ids
+        counted = [eff.count(p.id) * packets for p in self.progs]
+        if self.kernel.name == "model":
+            return counted
+        self.reset()
+        assert send_from(cgroup_path, packets) == packets
+        assert self.read() == counted, "the programs that ran are not the effective array"
+        return counted
+
+
+class Counters(Counted):
     """One ARRAY map with ``n`` u64 slots, and a program per slot that adds 1 to it."""
 
     def __init__(self, kernel: Kernel, n: int = 2, *, ret: int = 1,
@@ -56,20 +83,6 @@ class Counters:
     def reset(self) -> None:
         for i in range(len(self.progs)):
             self.map.update(struct.pack("<I", i), bytes(8))
-
-    def check(self, cgroup_path: str, packets: int = 1) -> list[int]:
-        """How often each program runs for ``packets`` datagrams sent from inside the
-        cgroup.  On the host: real traffic and the counters, which must agree with the
-        effective array; on the model (it runs no programs): the effective array."""
-        with Cgroup.open(cgroup_path, kernel=self.kernel) as cg:
-            eff = cg.query(EGRESS, effective=True).ids
-        counted = [eff.count(p.id) * packets for p in self.progs]
-        if self.kernel.name == "model":
-            return counted
-        self.reset()
-        assert send_from(cgroup_path, packets) == packets
-        assert self.read() == counted, "the programs that ran are not the effective array"
-        return counted
 
     def close(self) -> None:
         for p in self.progs:

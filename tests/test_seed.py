@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from cgbpf import AttachMode, BpfError, ExpectedProgramMismatch, Link
+from cgbpf import AttachMode, BpfError, ExpectedProgramMismatch, Link, Program
 from cgbpf._scratch import Scratch
 from cgbpf._traffic import udp_loopback
 from cgbpf.kernel import Kernel, probe
-from cgtest import EGRESS, Counters
+from cgtest import EGRESS, Counted, Counters
 
 
 def wait_defunct(links: list[Link], seconds: float = 5.0) -> None:
@@ -25,7 +25,13 @@ def wait_defunct(links: list[Link], seconds: float = 5.0) -> None:
 
 def test_cgroup_link_seed(kernel: Kernel, scratch: Scratch) -> None:
     c = Counters(kernel, 2)
-    main, alt = c.progs
+    seed(kernel, scratch, c, *c.progs)
+    c.close()
+
+
+def seed(kernel: Kernel, scratch: Scratch, c: Counted, main: Program, alt: Program) -> None:
+    """The 34 steps, with ``main`` and ``alt`` (CGROUP_SKB programs loaded for EGRESS)
+    counting into ``c``."""
     cgs = [scratch.cgroup("cg1"), scratch.cgroup("cg1/cg2"), scratch.cgroup("cg1/cg2/cg3"),
            scratch.cgroup("cg1/cg2/cg3/cg4")]
     cg1, cg4 = cgs[0], cgs[3]
@@ -87,4 +93,3 @@ def test_cgroup_link_seed(kernel: Kernel, scratch: Scratch) -> None:
     wait_defunct([links[1], links[2], l4c])  # stronger than the seed: auto-detached
     for link in (links[1], links[2], l4c, links[0]):                   # 34
         link.close()
-    c.close()
