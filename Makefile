@@ -61,3 +61,4 @@ kernel-deps:
 bench: install
 	$(BIN)/python bench/link_ops.py
 	$(BIN)/python bench/model_speed.py
+	$(BIN)/python bench/load_object.py
