@@ -60,6 +60,8 @@ DESELECT: dict[str, str] = {
         "runs here as the bounded differential phase (--against host and the profile);"
         " its pytest form (5 x 100 sequences x 40 steps, shrinking) takes 110 s on the"
         " 6.18 host, about 5 times that in a TCG guest",
+    "tests/test_cli_bpftool.py":
+        "compares with bpftool, which the guests do not have",
     "tests/test_collection_readme.py":
         "runs the README's clang line, and the guests have no clang (the loader's tests"
         " run there on objects compiled here)",
