@@ -145,7 +145,8 @@ def test_btf_load_attr(kernel: Kernel) -> None:
     assert load(btf=0, btf_size=0) == E.EINVAL
     assert load(btf_log_size=100) == E.EINVAL  # a size without a buffer
     assert load(btf_log_buf=ctypes.addressof(log), btf_log_size=4096) == E.EINVAL  # level 0
-    assert load(btf_log_level=1) == 0  # a level without a buffer: no log
+    # a level without a buffer: no log (6.4's log rework); Debian 6.1 refuses it
+    assert load(btf_log_level=1) in ((0, E.EINVAL) if kernel.name == "host" else (0,))
     assert load(btf_log_level=1 << 5) == E.EINVAL
     assert load(btf_flags=1) == E.EINVAL
     attr = uapi.BtfLoadAttr(btf=ctypes.addressof(buf), btf_size=len(data),
@@ -305,12 +306,20 @@ def prog_load(kernel: Kernel, btf_fd: int, code: bytes, func_info: bytes, frec: 
     return err, lines[-1] if lines else "", attr
 
 
+#: Debian 6.1 counts the functions before it looks at the record size (6.12 and 6.18:
+#: after); the model checks in 6.18's order.
+OLDER_ORDER = {"number of funcs in func_info doesn't match number of subprogs":
+               "invalid func info rec size 4"}
+
+
 @pytest.mark.parametrize("case", list(LOADS))
 def test_func_and_line_info(kernel: Kernel, case: str) -> None:
     code, func_info, frec, line_info, lrec, want, line, fd = LOADS[case]
     with Handle.load(FUNCS, kernel=kernel) as h:
         err, said, attr = prog_load(kernel, h.fd if fd is None else fd, code, func_info,
                                     frec, line_info, lrec)
+    if kernel.name == "host" and OLDER_ORDER.get(said) == line:
+        said = line
     assert (err, said if line else "") == (want, line)
     if want == E.E2BIG:  # the kernel writes back the record size it knows
         assert attr.func_info_rec_size == 8
@@ -374,7 +383,7 @@ def test_verifier_log_quotes_the_source(kernel: Kernel) -> None:
     # 6.1 quotes the line without " @ FILE:LINE"
     where = "kernel_reject.c:11" if f"; {source} @ kernel_reject.c:11" in lines else ""
     assert where or f"; {source}" in lines, lines
-    assert f"at {where}: {source}" in str(e.value)
+    assert f"at {where}: {source}".replace("at : ", "at: ") in str(e.value)
 
 
 def test_prog_info_btf(kernel: Kernel) -> None:

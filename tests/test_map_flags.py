@@ -182,7 +182,10 @@ def test_freeze(kernel: Kernel) -> None:
         assert m.lookup(KEY0) == b"abcd"
         with pytest.raises(BpfError) as e:
             m.freeze()
-        assert (e.value.errno, e.value.command) == (E.EPERM, "MAP_FREEZE")
+        # EPERM on 6.12 and 6.18 (a frozen map's fds lost write access), EBUSY (already
+        # frozen) on Debian 6.1; the model: 6.18
+        again_errno = (E.EPERM, E.EBUSY) if kernel.name == "host" else (E.EPERM,)
+        assert (e.value.errno in again_errno, e.value.command) == (True, "MAP_FREEZE")
         with Map.from_id(m.id, kernel=kernel) as again:
             assert ops(again)["update"] == "EPERM"
     with Map.create(ARRAY, key_size=4, value_size=4, max_entries=1, flags=RDONLY,
