@@ -5,6 +5,8 @@ test's own bpffs mount."""
 
 from __future__ import annotations
 
+import argparse
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -88,7 +90,7 @@ def test_doctor_and_prune_on_a_mess(kernel: Kernel, mess: Mess) -> None:
         assert [(f.prog_id, f.pins) for f in kinds["stale_pin"]] == \
             [(mess.stale_prog, [f"{mess.bpffs}/stale"])]
         assert [(f.prog_id, f.cgroup, f.attach_type) for f in kinds["exclusive_at_root"]] == \
-            [(mess.exclusive, mess.root, EGRESS.name)]
+            [(mess.exclusive, mess.root, EGRESS.name.lower())]
         assert "legacy_orphan" not in kinds
         assert len(found) == 4
         live_id = mess.live.info().id
@@ -123,3 +125,38 @@ def test_doctor_on_a_clean_subtree(kernel: Kernel, scratch: Scratch) -> None:
         assert doctor.findings(kernel, scratch.path(), [m]) == []
         assert doctor.prune(kernel, [], dry_run=False) == []
         link.unpin()
+
+
+def _command(kernel: Kernel, argv: list[str]) -> int:
+    """``cgbpf doctor|prune ...`` through the parsers doctor registers, in this process
+    (the model's state lives here)."""
+    p = argparse.ArgumentParser(prog="cgbpf")
+    doctor.register(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    args.kernel_obj = kernel
+    return int(args.func(args))
+
+
+def test_the_commands_on_a_mess(kernel: Kernel, mess: Mess,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    scope = [mess.root, "--bpffs", mess.bpffs]
+    try:
+        assert _command(kernel, ["doctor", "-j", *scope]) == 1
+        found = json.loads(capsys.readouterr().out)
+        assert sorted(f["kind"] for f in found if f["link_id"] != mess.gone) == \
+            ["defunct_link", "exclusive_at_root", "stale_pin"]
+        assert _command(kernel, ["doctor", *scope]) == 1
+        text = capsys.readouterr().out
+        assert f"prune: unpin {mess.bpffs}/stale" in text and text.endswith("4 findings"
+            " (cgbpf prune [--dry-run] removes what has a 'prune:' line)\n")
+        assert _command(kernel, ["prune", "--dry-run", *scope]) == 0
+        assert capsys.readouterr().out.count("would ") == 4
+        assert _pinned(kernel, f"{mess.bpffs}/stale")
+        assert _command(kernel, ["prune", "-j", *scope]) == 0
+        assert [a["done"] for a in json.loads(capsys.readouterr().out)] == [True] * 4
+        assert _command(kernel, ["doctor", *scope]) == 0
+        assert capsys.readouterr().out == "no findings\n"
+        assert _pinned(kernel, f"{mess.bpffs}/live")
+    finally:
+        mess.live.unpin()
+        mess.live.close()

@@ -52,8 +52,8 @@ _CGROUP_PROG_TYPES = frozenset(uapi.CGROUP_PROG_TYPE.values())
 @dataclass
 class Finding:
     """One problem.  ``fix`` says what prune would do ("" if it does nothing);
-    ``actions`` are prune's steps: ("unpin", path, object id) or ("detach", cgroup path,
-    attach type name, program id)."""
+    ``actions`` are prune's steps: ("unpin", path, object id, kind) or ("detach", cgroup path,
+    attach type (libbpf's name), program id)."""
 
     kind: str
     message: str
@@ -80,6 +80,19 @@ class _Pin:
 
 
 # ------------------------------------------------------------------ what the kernel shows
+
+def _at(value: int | None) -> str:
+    """libbpf's name of an attach type (cgroup_inet_egress), or its number."""
+    return uapi.name_of(value or 0).lower()
+
+
+def _describe(act: tuple[Any, ...]) -> str:
+    if act[0] == "unpin":
+        return f"unpin {act[1]} ({act[3]} {act[2]})"
+    if act[0] == "detach":
+        return f"detach prog {act[3]} from {act[1]} {act[2]}"
+    return " ".join(map(str, act))
+
 
 def _is_model(k: Kernel) -> bool:
     return k.name == "model"
@@ -292,13 +305,13 @@ def findings(kernel: Kernel | None = None, root: str | None = None,
             if mine or not scoped:
                 out.append(Finding(
                     "defunct_link",
-                    f"link {li.id} (prog {li.prog_id}, {uapi.name_of(li.attach_type or 0)}) is"
+                    f"link {li.id} (prog {li.prog_id}, {_at(li.attach_type)}) is"
                     f" defunct" + (f", kept by pin {', '.join(mine)}" if mine
                                    else ", held open by a process") + owners,
                     fix=f"unpin {', '.join(mine)}" if mine else "",
                     link_id=li.id, prog_id=li.prog_id,
-                    attach_type=uapi.name_of(li.attach_type or 0), pins=mine,
-                    actions=[("unpin", p, li.id) for p in mine]))
+                    attach_type=_at(li.attach_type), pins=mine,
+                    actions=[("unpin", p, li.id, "link") for p in mine]))
             continue
         assert li.cgroup_id is not None
         link_owned[(li.cgroup_id, int(li.attach_type or 0), li.prog_id)] = \
@@ -311,8 +324,8 @@ def findings(kernel: Kernel | None = None, root: str | None = None,
                                                              if mine else "") + owners,
                 fix=f"unpin {', '.join(mine)}" if mine else "",
                 link_id=li.id, prog_id=li.prog_id, cgroup=f"id {li.cgroup_id}",
-                attach_type=uapi.name_of(li.attach_type or 0), pins=mine,
-                actions=[("unpin", p, li.id) for p in mine]))
+                attach_type=_at(li.attach_type), pins=mine,
+                actions=[("unpin", p, li.id, "link") for p in mine]))
 
     # (c), (d): hooks.  Every hook of the tree, to know which programs are attached.
     attached: set[int] = {li.prog_id for li in all_links}
@@ -327,22 +340,23 @@ def findings(kernel: Kernel | None = None, root: str | None = None,
                 link_owned[key] -= 1
                 continue
             orphan = pid not in pinned_ids["prog"] and pid not in held["prog"]
-            detach = [("detach", path, at.name, pid)] if orphan and scoped else []
-            fix = f"detach prog {pid} from {path} {at.name}" if detach else ""
+            at_name = at.name.lower()
+            detach = [("detach", path, at_name, pid)] if orphan and scoped else []
+            fix = f"detach prog {pid} from {path} {at_name}" if detach else ""
             if path == root and mode != AttachMode.MULTI:
                 out.append(Finding(
                     "exclusive_at_root",
-                    f"prog {pid} is attached to {path} {at.name} in {mode.name} mode: no"
-                    f" cgroup below can get a {at.name} link (EPERM)"
+                    f"prog {pid} is attached to {path} {at_name} in {mode.name.lower()} mode:"
+                    f" no cgroup below can get a {at_name} link (EPERM)"
                     + ("; no pin, no process holds it" if orphan else ""),
-                    fix=fix, prog_id=pid, cgroup=path, attach_type=at.name, actions=detach))
+                    fix=fix, prog_id=pid, cgroup=path, attach_type=at_name, actions=detach))
             elif orphan:
                 out.append(Finding(
                     "legacy_orphan",
-                    f"prog {pid} is attached to {path} {at.name} by PROG_ATTACH and has no"
+                    f"prog {pid} is attached to {path} {at_name} by PROG_ATTACH and has no"
                     " pin and no process holding it (its owner may have crashed; or a tool"
                     " such as bpftool attached it on purpose)",
-                    fix=fix, prog_id=pid, cgroup=path, attach_type=at.name, actions=detach))
+                    fix=fix, prog_id=pid, cgroup=path, attach_type=at_name, actions=detach))
 
     # (e): stale pins.
     used_maps: set[int] = set()
@@ -356,7 +370,7 @@ def findings(kernel: Kernel | None = None, root: str | None = None,
             out.append(Finding(
                 "stale_pin", f"{p.path}: prog {p.obj_id} is pinned but attached nowhere and"
                 " open in no process", fix=f"unpin {p.path}", prog_id=p.obj_id,
-                pins=[p.path], actions=[("unpin", p.path, p.obj_id)]))
+                pins=[p.path], actions=[("unpin", p.path, p.obj_id, "prog")]))
         elif p.kind == "map" and p.obj_id not in used_maps and p.obj_id not in held["map"]:
             out.append(Finding(
                 "stale_pin", f"{p.path}: map {p.obj_id} is pinned but no program uses it"
@@ -398,7 +412,7 @@ def prune(kernel: Kernel | None, found: Iterable[Finding], dry_run: bool = False
             try:
                 if act[0] == "unpin":
                     pin = _read_pin(k, act[1])
-                    if pin is None or pin.obj_id != act[2]:
+                    if pin is None or (pin.obj_id, pin.kind) != (act[2], act[3]):
                         done.append(Action(act, False, "the pin holds another object now"))
                         continue
                     k.unlink(act[1])
@@ -407,7 +421,7 @@ def prune(kernel: Kernel | None, found: Iterable[Finding], dry_run: bool = False
                     if limit is not None and not _under(path, limit):
                         done.append(Action(act, False, f"{path} is outside {limit}"))
                         continue
-                    at = AttachType[at_name]
+                    at = AttachType[at_name.upper()]
                     with Cgroup.open(path, kernel=k) as cg:
                         if pid not in cg.query(at).ids:
                             done.append(Action(act, False, "no longer attached there"))
@@ -473,7 +487,7 @@ def run_prune(args: argparse.Namespace) -> int:
     else:
         for a in acts:
             verb = "would " if args.dry_run else ("" if a.done else "FAILED: ")
-            desc = " ".join(str(x) for x in a.what)
+            desc = _describe(a.what)
             print(f"{verb}{desc}" + (f" ({a.error})" if a.error and not args.dry_run else ""))
         if not acts:
             print("nothing to prune")
