@@ -153,7 +153,9 @@ def test_btf_load_attr(kernel: Kernel) -> None:
                             btf_log_buf=ctypes.addressof(log), btf_log_size=4096,
                             btf_log_level=1)
     kernel.close(kernel.bpf(Cmd.BTF_LOAD, attr))
-    assert attr.btf_log_true_size == len(log.value) + 1
+    # btf_log_true_size came with 6.4's log rework: Debian 6.1 leaves it 0
+    assert attr.btf_log_true_size == len(log.value) + 1 or (
+        kernel.name == "host" and attr.btf_log_true_size == 0)
     small = ctypes.create_string_buffer(16)
     assert load(btf_log_buf=ctypes.addressof(small), btf_log_size=16,
                 btf_log_level=1) == E.ENOSPC

@@ -190,9 +190,11 @@ def test_freeze(kernel: Kernel) -> None:
             assert ops(again)["update"] == "EPERM"
     with Map.create(ARRAY, key_size=4, value_size=4, max_entries=1, flags=RDONLY,
                     kernel=kernel) as ro:
-        with pytest.raises(BpfError) as e:
+        try:  # EPERM on 6.12 and 6.18 (freezing needs a writable fd); Debian 6.1 freezes
             ro.freeze()
-        assert e.value.errno == E.EPERM
+            assert kernel.name == "host" and kernel.fdinfo(ro.fd)["frozen"] == "1"
+        except BpfError as e:
+            assert e.errno == E.EPERM
     with pytest.raises(OSError) as os_e:
         _sys.map_freeze(kernel, 0xFFFF)
     assert os_e.value.errno == E.EBADF
