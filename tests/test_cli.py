@@ -340,3 +340,20 @@ def test_kernel_option_and_env() -> None:
 def test_cgroup_path_is_a_file(cli: Cli, scratch: Scratch) -> None:
     err = cli.fails(1, "cgroup", "show", os.path.join(scratch.path(), "cgroup.procs"))
     assert "not a cgroup directory" in err and "EBADF" in err
+
+
+def test_tree_queries_the_hooks_in_use(cli: Cli, kernel: Kernel, scratch: Scratch) -> None:
+    """The tree queries only hooks of loaded program types; programs of other types than
+    CGROUP_SKB are found all the same."""
+    cg = scratch.cgroup("t")
+    with load(kernel, ProgType.CGROUP_SOCK_ADDR, AttachType.CGROUP_INET4_CONNECT,
+              name=unique("c4")) as c4, \
+            load(kernel, ProgType.CGROUP_DEVICE, None, name=unique("dev")) as dev:
+        cli("cgroup", "attach", cg.path, "connect4", "id", str(c4.id), "multi")
+        cli("cgroup", "attach", cg.path, "device", "id", str(dev.id), "multi")
+        tree = cli.json("cgroup", "tree", scratch.path())
+        assert [(p["id"], p["attach_type"]) for t in tree  # type: ignore[union-attr]
+                for p in t["programs"]] == [  # type: ignore[index]
+            (dev.id, "cgroup_device"), (c4.id, "cgroup_inet4_connect")]
+        cg.detach(c4, AttachType.CGROUP_INET4_CONNECT)
+        cg.detach(dev, AttachType.CGROUP_DEVICE)

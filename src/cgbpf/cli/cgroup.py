@@ -13,8 +13,8 @@ from ..cgroup import Cgroup
 from ..errors import BpfError
 from ..kernel import Kernel
 from ..link import Link, LinkInfo
-from ..program import Program
-from ..uapi import F_ALLOW_MULTI, F_ALLOW_OVERRIDE, AttachMode, AttachType
+from ..program import Program, programs
+from ..uapi import CGROUP_PROG_TYPE, F_ALLOW_MULTI, F_ALLOW_OVERRIDE, AttachMode, AttachType
 from .link import all_links, by_hook
 from .names import UsageError, Words, attach_type, open_link, open_prog, supported_types, type_name
 from .output import HEADER, Output, options, row
@@ -141,13 +141,21 @@ def walk(k: Kernel, root: str) -> Iterable[tuple[str, int]]:
         stack.extend((os.path.join(path, n), depth + 1) for n in sorted(children, reverse=True))
 
 
+def in_use(k: Kernel, types: list[AttachType]) -> list[AttachType]:
+    """The hooks that can have programs: those whose program type some loaded program has
+    (one walk of the program ids instead of a query of every hook of every cgroup; a
+    program loaded during the walk may be missed, as any snapshot may)."""
+    loaded = {int(p.type) for p in programs(kernel=k)}
+    return [t for t in types if int(CGROUP_PROG_TYPE[t]) in loaded]
+
+
 def tree(k: Kernel, w: Words, o: Output) -> int:
     root = os.path.join(k.cgroup_root, w.take("ROOT")) if w and w.peek() != "effective" \
         else k.cgroup_root
     effective = bool(w.keyword("effective"))
     w.done()
     root = os.path.normpath(root)
-    types = supported_types(k)
+    types = in_use(k, supported_types(k))
     names = Names(k)
     hooks = {} if effective else by_hook(all_links(k))
     found: list[tuple[str, int, list[dict[str, Any]]]] = []
