@@ -157,8 +157,9 @@ def test_btf_load_attr(kernel: Kernel) -> None:
     assert attr.btf_log_true_size == len(log.value) + 1 or (
         kernel.name == "host" and attr.btf_log_true_size == 0)
     small = ctypes.create_string_buffer(16)
-    assert load(btf_log_buf=ctypes.addressof(small), btf_log_size=16,
-                btf_log_level=1) == E.ENOSPC
+    # Debian 6.1 wants at least 128 bytes of log (EINVAL); 6.4's rework truncates instead
+    assert load(btf_log_buf=ctypes.addressof(small), btf_log_size=16, btf_log_level=1) in (
+        (E.ENOSPC, E.EINVAL) if kernel.name == "host" else (E.ENOSPC,))
 
 
 def test_btf_object(kernel: Kernel) -> None:
