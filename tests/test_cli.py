@@ -22,7 +22,10 @@ from cgbpf.testing import Scratch
 from cgtest import EGRESS, INGRESS, load
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-ENV = {**os.environ, "PYTHONPATH": SRC, "PYTHONWARNINGS": "error::ResourceWarning"}
+#: The command as a user runs it from a checkout (the path also keeps what this
+#: interpreter was given, e.g. the kernel matrix's vendored pyelftools).
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, *filter(None, [
+    os.environ.get("PYTHONPATH")])]), "PYTHONWARNINGS": "error::ResourceWarning"}
 
 
 ACTS = {"attach", "detach", "link", "pin", "update", "load"}
@@ -357,3 +360,32 @@ def test_tree_queries_the_hooks_in_use(cli: Cli, kernel: Kernel, scratch: Scratc
             (dev.id, "cgroup_device"), (c4.id, "cgroup_inet4_connect")]
         cg.detach(c4, AttachType.CGROUP_INET4_CONNECT)
         cg.detach(dev, AttachType.CGROUP_DEVICE)
+
+
+def test_colour_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from cgbpf.cli.output import Output
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert Output(Tty()).warn("defunct") == "\x1b[1;31mdefunct\x1b[0m"
+    assert Output(io.StringIO()).warn("defunct") == "defunct"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert Output(Tty()).bold("id") == "id"
+
+
+def test_broken_pipe_is_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cgbpf cgroup tree | head``: a reader gone is exit status 1, no traceback."""
+    import io
+
+    class Gone(io.StringIO):
+        def write(self, s: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    assert main(["cgroup", "tree"], kernel=cgbpf.model("6.18")) == 1

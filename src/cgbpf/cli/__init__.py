@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Any
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None, *, kernel: Kernel | None = None) -> int:
         return 1
     except OSError as e:
         print(f"Error: {e}", file=err)
+        return 1
+    except BrokenPipeError:  # cgbpf cgroup tree | head: the reader is gone, say nothing
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
         return 130
