@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, overload
 
@@ -104,23 +105,25 @@ _MOVE_HINTS = {
 }
 
 
-def _find(k: Kernel, cgroup_id: int) -> str | None:
-    """The path of the cgroup with that id: a walk of the cgroup2 tree, breadth first
-    (a cgroup removed during the walk is passed over)."""
+def tree(k: Kernel) -> Iterator[tuple[str, int]]:
+    """Every cgroup of the cgroup2 tree as (path, cgroup id), the root first, breadth
+    first (a cgroup removed during the walk is passed over)."""
     todo = [k.cgroup_root]
-    if k.cgroup_id(todo[0]) == cgroup_id:
-        return todo[0]
+    yield todo[0], k.cgroup_id(todo[0])
     while todo:
         path = todo.pop(0)
         try:
             children = k.cgroup_children(path)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:
             continue
         for name, child_id in children.items():
-            if child_id == cgroup_id:
-                return os.path.join(path, name)
             todo.append(os.path.join(path, name))
-    return None
+            yield todo[-1], child_id
+
+
+def _find(k: Kernel, cgroup_id: int) -> str | None:
+    """The path of the cgroup with that id (a walk of the tree, stopped when found)."""
+    return next((path for path, i in tree(k) if i == cgroup_id), None)
 
 
 def _not_cgroup2(k: Kernel, path: str, magic: int) -> NotACgroup2:

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import _bpf, uapi
-from ..cgroup import Cgroup
+from ..cgroup import Cgroup, tree
 from ..errors import BpfError
 from ..kernel import Kernel, default_kernel
 from ..link import LinkInfo, links
@@ -222,20 +222,7 @@ def _read_pin(k: Kernel, path: str) -> _Pin | None:
 
 def _cgroups(k: Kernel) -> dict[str, int]:
     """Every cgroup of the cgroup2 tree: path -> id."""
-    top = k.cgroup_root.rstrip("/") or "/"
-    out = {top: k.cgroup_id(top)}
-    stack = [top]
-    while stack:
-        path = stack.pop()
-        try:
-            children = k.cgroup_children(path)
-        except OSError:
-            continue
-        for name, cid in children.items():
-            p = os.path.join(path, name)
-            out[p] = cid
-            stack.append(p)
-    return out
+    return dict(tree(k))
 
 
 def _under(path: str, root: str) -> bool:

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from ..cgroup import tree
 from ..errors import BpfError
 from ..kernel import Kernel, probe
 from ..link import Link, LinkInfo, links
@@ -68,23 +69,12 @@ def cgroup_paths(k: Kernel, wanted: set[int]) -> dict[int, str]:
     when all are found."""
     found: dict[int, str] = {}
     todo = {i for i in wanted if i}
-    root = k.cgroup_root
-    if todo and k.cgroup_id(root) in todo:
-        found[k.cgroup_id(root)] = root
-        todo.discard(k.cgroup_id(root))
-    stack = [root]
-    while todo and stack:
-        path = stack.pop()
-        try:
-            children = k.cgroup_children(path)
-        except OSError:
-            continue
-        for name, cid in children.items():
-            child = os.path.join(path, name)
-            if cid in todo:
-                found[cid] = child
-                todo.discard(cid)
-            stack.append(child)
+    for path, cid in tree(k) if todo else ():
+        if cid in todo:
+            found[cid] = path
+            todo.discard(cid)
+            if not todo:
+                break
     return found
 
 
