@@ -29,51 +29,72 @@ Kernel behaviour, as measured: docs/kernel.md in the source tree.
 
 from typing import TYPE_CHECKING, Any
 
-from .cgroup import HEAD, TAIL, Cgroup, ProgramRef, Query
-from .errors import (
-    BpfError,
-    ClosedError,
-    ExpectedProgramMismatch,
-    LinkDefunct,
-    MalformedObject,
-    MissingPrivilege,
-    NotACgroup2,
-    NotSupported,
-    StaleRevision,
-    VerifierError,
-)
-from .fallback import FallbackWarning, LegacyLink
-from .kernel import Kernel, default_kernel, host
-from .link import Link, LinkInfo, LinkLeakWarning, links
-from .map import MAP_FLAGS, Map, MapInfo, MapOptions, maps
-from .program import LoadOptions, Program, ProgramInfo, programs
-from .uapi import AttachMode, AttachType, LinkType, MapType, ProgType
+from .kernel import Kernel, default_kernel, host  # every use needs a kernel
 
 if TYPE_CHECKING:
     from . import btf
+    from ._load_options import LoadOptions
+    from .cgroup import HEAD, TAIL, Cgroup, ProgramRef, Query
     from .collection import Collection, CollectionSpec
+    from .errors import (
+        BpfError,
+        ClosedError,
+        ExpectedProgramMismatch,
+        LinkDefunct,
+        MalformedObject,
+        MissingPrivilege,
+        NotACgroup2,
+        NotSupported,
+        StaleRevision,
+        VerifierError,
+    )
+    from .fallback import FallbackWarning, LegacyLink
     from .kernel import model
+    from .link import Link, LinkInfo, LinkLeakWarning, links
+    from .map import MAP_FLAGS, Map, MapInfo, MapOptions, maps
     from .model import ModelKernel, Profile
+    from .program import Program, ProgramInfo, programs
+    from .uapi import AttachMode, AttachType, LinkType, MapType, ProgType
 
-#: What is loaded when first asked for: name -> (module, attribute; "" for the module).
-_LAZY = {"model": (".model", ""), "ModelKernel": (".model", "ModelKernel"),
-         "Profile": (".model", "Profile"), "btf": (".btf", ""),
-         "Collection": (".collection", "Collection"),
-         "CollectionSpec": (".collection", "CollectionSpec")}
+#: Where each public name lives: module -> names ("" for the module itself).  Nothing is
+#: imported until a name is first used, so a command pays only for what it touches
+#: (``import cgbpf`` imports only :mod:`cgbpf.kernel`).
+_HOMES = {
+    ".cgroup": ("HEAD", "TAIL", "Cgroup", "ProgramRef", "Query"),
+    ".errors": ("BpfError", "ClosedError", "ExpectedProgramMismatch", "LinkDefunct",
+                "MalformedObject", "MissingPrivilege", "NotACgroup2", "NotSupported",
+                "StaleRevision", "VerifierError"),
+    ".fallback": ("FallbackWarning", "LegacyLink"),
+    ".link": ("Link", "LinkInfo", "LinkLeakWarning", "links"),
+    ".map": ("MAP_FLAGS", "Map", "MapInfo", "MapOptions", "maps"),
+    ".program": ("Program", "ProgramInfo", "programs"),
+    "._load_options": ("LoadOptions",),
+    ".uapi": ("AttachMode", "AttachType", "LinkType", "MapType", "ProgType"),
+    ".model": ("", "ModelKernel", "Profile"),
+    ".btf": ("",),
+    ".collection": ("Collection", "CollectionSpec"),
+}
+_LAZY = {name or module[1:]: (module, name) for module, names in _HOMES.items()
+         for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    """The model kernel and the object loader are loaded when first asked for:
-    ``cgbpf.model`` is the model's package, which is callable (``cgbpf.model("6.1")``),
-    ``ModelKernel`` and ``Profile`` its classes; ``CollectionSpec`` and ``Collection``
-    (clang-compiled objects, through pyelftools) and ``cgbpf.btf`` the loader's."""
+    """A public name, imported when first asked for: ``cgbpf.model`` is the model's
+    package, which is callable (``cgbpf.model("6.1")``); ``CollectionSpec`` and
+    ``Collection`` (clang-compiled objects, through pyelftools) are the loader's."""
     if name in _LAZY:
         import importlib
 
         module, attr = _LAZY[name]
         found = importlib.import_module(module, __name__)
-        return getattr(found, attr) if attr else found
+        value = getattr(found, attr) if attr else found
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [

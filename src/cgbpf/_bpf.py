@@ -11,9 +11,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from _thread import _local as thread_local  # threading.local, without threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from . import _sys, uapi
 from .errors import BpfError, MissingPrivilege, StaleRevision, VerifierError
@@ -267,8 +267,7 @@ def prog_detach(k: Kernel, target_fd: int, prog_fd: int, attach_type: int, detai
 # --------------------------------------------------------------------------- query
 
 
-@dataclass(frozen=True)
-class RawQuery:
+class RawQuery(NamedTuple):
     """PROG_QUERY outputs: the hook flags, the revision, the program ids and each
     program's attach flags."""
 
@@ -278,28 +277,46 @@ class RawQuery:
     prog_flags: list[int]
 
 
+class _IdBuffer(thread_local):
+    """Per thread: room for a full hook's ids, reused by every query."""
+
+    def __init__(self) -> None:
+        self.ids = (ctypes.c_uint32 * uapi.MAX_PROGS)()
+        self.addr = ctypes.addressof(self.ids)
+
+
+_id_buffer = _IdBuffer()
+
+
 def prog_query(k: Kernel, target_fd: int, attach_type: int, *, effective: bool,
                detail: Detail) -> RawQuery:
-    """PROG_QUERY for every entry whatever their number: ENOSPC grows the buffer.
+    """PROG_QUERY for every entry whatever their number: ENOSPC grows the buffer (a hook
+    holds at most 64 entries, an effective array may hold more).
 
     Per-program flags are asked for only for LSM_CGROUP, which refuses a query without
     them (§8); elsewhere the kernel would just repeat the hook's flags, and kernels
-    before 6.0 have no such field.
+    before 6.0 have no such field.  The ids go into this thread's reusable buffer: a
+    query allocates nothing but its result.
     """
-    cap = 0 if effective else uapi.MAX_PROGS
+    buf = _id_buffer
+    ids: ctypes.Array[ctypes.c_uint32] = buf.ids
+    cap, ids_addr = uapi.MAX_PROGS, buf.addr
     per_prog = attach_type == uapi.AttachType.LSM_CGROUP and not effective
+    flags = (ctypes.c_uint32 * cap)() if per_prog else None
+    query_flags = uapi.F_QUERY_EFFECTIVE if effective else 0
     while True:
-        ids = (ctypes.c_uint32 * max(cap, 1))()
-        flags = (ctypes.c_uint32 * max(cap, 1))() if per_prog else None
         try:
             attr, _ = _sys.prog_query(
-                k, target_fd, attach_type,
-                query_flags=uapi.F_QUERY_EFFECTIVE if effective else 0,
-                prog_ids=ctypes.addressof(ids), prog_cnt=cap, prog_attach_flags=_sys.addr(flags))
+                k, target_fd, attach_type, query_flags=query_flags, prog_ids=ids_addr,
+                prog_cnt=cap, prog_attach_flags=_sys.addr(flags))
         except OSError as e:
             raise error(k, Cmd.PROG_QUERY, e.errno or errno.EIO, detail) from e
-        n = int(attr.prog_cnt)
+        n: int = attr.prog_cnt
         if n <= cap:
-            return RawQuery(int(attr.attach_flags), int(attr.revision), list(ids[:n]),
-                            list(flags[:n]) if flags else [int(attr.attach_flags)] * n)
+            hook_flags: int = attr.attach_flags
+            return RawQuery(hook_flags, attr.revision, ids[:n],
+                            flags[:n] if flags else [hook_flags] * n)
         cap = n
+        ids = (ctypes.c_uint32 * cap)()
+        ids_addr = ctypes.addressof(ids)
+        flags = (ctypes.c_uint32 * cap)() if per_prog else None

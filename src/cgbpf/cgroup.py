@@ -7,8 +7,7 @@ import enum
 import errno
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal, NamedTuple, overload
 
 from . import _bpf, _check, _sys, uapi
 from ._fd import FdObject
@@ -29,11 +28,13 @@ class End(enum.Enum):
 
 
 HEAD, TAIL = End.HEAD, End.TAIL
+#: A hook's mode by the low bits of its flags (3, both bits, is not a mode the kernel
+#: sets; it reads as MULTI, the bit that decides how entries combine).
+_MODES = (AttachMode.EXCLUSIVE, AttachMode.OVERRIDE, AttachMode.MULTI, AttachMode.MULTI)
 Anchor = Link | Program | End
 
 
-@dataclass(frozen=True)
-class ProgramRef:
+class ProgramRef(NamedTuple):
     """One entry of a query.  ``attach_flags`` is the hook's flags word, as the kernel
     reports it for every entry; ``link_id`` is None because the kernel does not report
     link ids for cgroup hooks (§8)."""
@@ -43,8 +44,7 @@ class ProgramRef:
     link_id: int | None = None
 
 
-@dataclass(frozen=True)
-class Query:
+class Query(NamedTuple):
     """PROG_QUERY of one hook.  For an effective query ``mode`` is EXCLUSIVE, and
     ``attach_flags`` and ``revision`` are 0, as the kernel reports them."""
 
@@ -58,8 +58,7 @@ class Query:
         return [p.id for p in self.programs]
 
 
-@dataclass(frozen=True)
-class _Placement:
+class _Placement(NamedTuple):
     """Where a new entry goes, and the revision it expects: flags and attr fields (§5)."""
 
     flags: int = 0
@@ -377,6 +376,6 @@ class Cgroup(FdObject):
         raw = _bpf.prog_query(self.kernel, self.fd, attach_type, effective=effective,
                               detail=lambda: f"{self.path} {uapi.name_of(attach_type)}"
                               + (" effective" if effective else ""))
-        return Query(AttachMode(raw.attach_flags & 3), raw.attach_flags, raw.revision,
+        return Query(_MODES[raw.attach_flags & 3], raw.attach_flags, raw.revision,
                      [ProgramRef(i, f) for i, f in zip(raw.prog_ids, raw.prog_flags,
-                                                       strict=True)])
+                                                       strict=True)] if raw.prog_ids else [])

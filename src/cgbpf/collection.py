@@ -25,12 +25,13 @@ from types import TracebackType
 from typing import TypeVar, cast
 
 from . import btf, elf, uapi
+from ._load_options import LoadOptions
 from ._object import as_enum
 from .btf.handle import Handle
 from .errors import BpfError
 from .kernel import Kernel, default_kernel, probe
 from .map import Map, MapOptions
-from .program import LoadOptions, Program
+from .program import Program
 from .uapi import AttachType, MapType, ProgType
 
 #: The default pin root of maps with ``pinning`` LIBBPF_PIN_BY_NAME, as libbpf's.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import _bpf, _sys, uapi
 from ._object import BpfObject, as_enum
@@ -20,8 +20,7 @@ from .program import Program
 from .uapi import AttachType, Cmd, LinkType, ProgType
 
 
-@dataclass(frozen=True)
-class LinkInfo:
+class LinkInfo(NamedTuple):
     """OBJ_GET_INFO_BY_FD of a link.  ``cgroup_id`` is 0 once the link is defunct;
     ``cgroup_id`` and ``attach_type`` are None for links of other types."""
 

@@ -7,83 +7,38 @@ import ctypes
 import errno
 import functools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _bpf, _check, _sys, asm, uapi
+from . import _bpf, _check, _sys, uapi
 from ._object import BpfObject, as_enum
 from .errors import BpfError
 from .kernel import Kernel, default_kernel
 from .uapi import AttachType, Cmd, ProgType
 
 if TYPE_CHECKING:
-    from .btf.handle import Handle
+    from . import asm
+    from ._load_options import LoadOptions
 
-Instructions = bytes | Iterable[asm.Item]
-#: ``sizeof(struct bpf_func_info)`` and ``sizeof(struct bpf_line_info)``: the record sizes
-#: clang writes in .BTF.ext and the kernel takes (5.0).
-FUNC_INFO_REC_SIZE = 8
-LINE_INFO_REC_SIZE = 16
+    Instructions = bytes | Iterable[asm.Item]
+def _assemble(items: list[asm.Item]) -> bytes:
+    """:func:`cgbpf.asm.assemble`, imported on first use (a command that loads no
+    assembled program does not pay for the assembler)."""
+    from .asm import assemble
 
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """The less common PROG_LOAD attributes, for :meth:`Program.load`.
-
-    ``btf`` is the program's BTF (a :class:`cgbpf.btf.handle.Handle`, Linux 4.18);
-    ``func_info`` and ``line_info`` the ``bpf_func_info`` and ``bpf_line_info`` record
-    arrays (as in .BTF.ext, instruction offsets in instructions, type ids and string
-    offsets of ``btf``; records of ``func_info_rec_size`` and ``line_info_rec_size``
-    bytes) that need ``btf`` and Linux 5.0: with them the verifier's log shows the C
-    source lines, and a program with bpf-to-bpf calls needs one func_info per function.
-    ``prog_flags`` are the ``BPF_F_*`` load flags (cgbpf.uapi: ``F_STRICT_ALIGNMENT``...),
-    ``attach_btf_id`` the kernel BTF type to attach to (LSM, 5.7), ``log_level`` the
-    verifier log level asked for when the load fails (1; 2 is verbose; the log is read
-    only after a failure, in a buffer that grows up to 16 MiB)."""
-
-    btf: Handle | None = None
-    func_info: bytes = b""
-    line_info: bytes = b""
-    func_info_rec_size: int = FUNC_INFO_REC_SIZE
-    line_info_rec_size: int = LINE_INFO_REC_SIZE
-    prog_flags: int = 0
-    attach_btf_id: int = 0
-    log_level: int = uapi.LOG_LEVEL_1
-
-    def __post_init__(self) -> None:
-        for field in ("func_info", "line_info"):
-            _check.arg("LoadOptions", field, getattr(self, field), (bytes, bytearray), "bytes")
-        for field in ("func_info_rec_size", "line_info_rec_size", "prog_flags",
-                      "attach_btf_id", "log_level"):
-            _check.arg("LoadOptions", field, getattr(self, field), int, "an int")
-        for kind, rec in (("func_info", self.func_info_rec_size),
-                          ("line_info", self.line_info_rec_size)):
-            if rec <= 0 or len(getattr(self, kind)) % rec:
-                raise BpfError(errno.EINVAL, f"{kind} of {len(getattr(self, kind))} bytes in "
-                               f"records of {rec}", command="PROG_LOAD",
-                               hint=f"{kind} is an array of {kind}_rec_size-byte records")
-        if (self.func_info or self.line_info) and self.btf is None:
-            raise BpfError(errno.EINVAL, "func_info/line_info without BTF", command="PROG_LOAD",
-                           hint="pass the program's BTF as LoadOptions(btf=Handle.load(...))")
-
-    def fields(self) -> dict[str, Any]:
-        """The PROG_LOAD keywords of :func:`cgbpf._sys.prog_load` these options set."""
-        out: dict[str, Any] = {"prog_flags": self.prog_flags,
-                               "attach_btf_id": self.attach_btf_id}
-        if self.btf is not None:
-            out["prog_btf_fd"] = self.btf.fd
-        for kind, rec in (("func_info", self.func_info_rec_size),
-                          ("line_info", self.line_info_rec_size)):
-            data: bytes = getattr(self, kind)
-            if data:
-                out[kind] = ctypes.create_string_buffer(bytes(data), len(data))
-                out[f"{kind}_cnt"] = len(data) // rec
-                out[f"{kind}_rec_size"] = rec
-        return out
+    return assemble(items)
 
 
-@dataclass(frozen=True)
-class ProgramInfo:
+
+def __getattr__(name: str) -> Any:
+    """:class:`LoadOptions` and the record sizes, from :mod:`cgbpf._load_options` when
+    first asked for here."""
+    if name in ("LoadOptions", "FUNC_INFO_REC_SIZE", "LINE_INFO_REC_SIZE"):
+        from . import _load_options
+
+        return getattr(_load_options, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+class ProgramInfo(NamedTuple):
     """OBJ_GET_INFO_BY_FD of a program.  ``load_time`` is in ns since boot; ``insns`` the
     number of instructions as translated (the kernel rewrites some, e.g. inlined map
     lookups; the model reports those loaded); ``jited`` whether it runs as machine code; the
@@ -134,6 +89,8 @@ class Program(BpfObject):
         the log shows the C source lines).  Needs CAP_BPF (CGROUP_SKB) or
         CAP_BPF+CAP_NET_ADMIN (other cgroup types), or CAP_SYS_ADMIN.
         """
+        from ._load_options import LoadOptions
+
         _check.arg("Program.load", "insns", insns, (bytes, bytearray, memoryview, list, tuple),
                    "bytes of eBPF instructions or a list of cgbpf.asm instructions")
         _check.arg("Program.load", "prog_type", prog_type, int, "a cgbpf.ProgType")
@@ -146,7 +103,7 @@ class Program(BpfObject):
         opts = options or LoadOptions()
         k = kernel or default_kernel()
         code = bytes(insns) if isinstance(insns, (bytes, bytearray, memoryview)) else \
-            asm.assemble(list(insns))
+            _assemble(list(insns))
         if not code or len(code) % 8:
             raise BpfError(errno.EINVAL, f"program {name!r}: {len(code)} bytes of code",
                            command="PROG_LOAD", hint="code is a non-empty multiple of 8 bytes")

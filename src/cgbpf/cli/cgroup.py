@@ -99,12 +99,15 @@ def entries(cg: Cgroup, types: Iterable[AttachType], effective: bool, names: Nam
     return out
 
 
-def text_rows(o: Output, progs: list[dict[str, Any]], indent: str = "") -> None:
+def text_lines(progs: list[dict[str, Any]], indent: str = "") -> list[str]:
+    """A program table's rows."""
+    out = []
     for d in progs:
         link_id = d.get("link_id")
         cells = (str(d["id"]), d["attach_type"], d.get("attach_flags", ""), d["name"],
                  f"link {link_id}" if link_id else "")
-        o.line(indent + row(cells))
+        out.append(indent + row(cells))
+    return out
 
 
 def header(o: Output, effective: bool, indent: str = "") -> None:
@@ -124,21 +127,22 @@ def show(k: Kernel, w: Words, o: Output) -> int:
         o.emit([{key: v for key, v in d.items()} for d in progs])
     else:
         header(o, effective)
-        text_rows(o, progs)
+        for line in text_lines(progs):
+            o.line(line)
     return 0
 
 
-def walk(k: Kernel, root: str) -> Iterable[tuple[str, int]]:
-    """Every cgroup of the subtree, parents first, children by name: (path, depth)."""
-    stack = [(root, 0)]
+def walk(k: Kernel, root: str) -> Iterable[str]:
+    """Every cgroup of the subtree, parents first, children by name."""
+    stack = [root]
     while stack:
-        path, depth = stack.pop()
-        yield path, depth
+        path = stack.pop()
+        yield path
         try:
             children = k.cgroup_children(path)
         except OSError:
             continue  # removed during the walk
-        stack.extend((os.path.join(path, n), depth + 1) for n in sorted(children, reverse=True))
+        stack.extend(os.path.join(path, n) for n in sorted(children, reverse=True))
 
 
 def in_use(k: Kernel, types: list[AttachType]) -> list[AttachType]:
@@ -158,57 +162,49 @@ def tree(k: Kernel, w: Words, o: Output) -> int:
     types = in_use(k, supported_types(k))
     names = Names(k)
     hooks = {} if effective else by_hook(all_links(k))
-    found: list[tuple[str, int, list[dict[str, Any]]]] = []
-    for path, depth in walk(k, root):
+    found: list[tuple[str, list[dict[str, Any]]]] = []
+    for path in walk(k, root):
         try:
-            cg = Cgroup.open(path, kernel=k)
+            with Cgroup.open(path, kernel=k) as cg:
+                found.append((path, entries(cg, types, effective, names, hooks)))
         except FileNotFoundError:
-            continue
-        with cg:
-            try:
-                progs = entries(cg, types, effective, names, hooks)
-            except FileNotFoundError:
-                continue
-        found.append((path, depth, progs))
+            continue  # removed during the walk
     if o.json:
-        o.emit([{"cgroup": p, "programs": progs} for p, _, progs in found if progs])
+        o.emit([{"cgroup": p, "programs": progs} for p, progs in found if progs])
         return 0
     tree_text(o, root, found, effective)
     return 0
 
 
-def tree_text(o: Output, root: str, found: list[tuple[str, int, list[dict[str, Any]]]],
+def tree_text(o: Output, root: str, found: list[tuple[str, list[dict[str, Any]]]],
               effective: bool) -> None:
-    """The cgroups with programs and their ancestors, as a tree below ``root``."""
+    """The cgroups with programs and their ancestors, as a tree below ``root`` (``found``
+    is in walk order: parents first)."""
     shown = {root}
-    for path, _, progs in found:
-        if progs:
-            p = path
-            while p not in shown:
-                shown.add(p)
-                p = os.path.dirname(p)
-    nodes = [(p, d, progs) for p, d, progs in found if p in shown]
+    for path, progs in found:
+        p = path
+        while progs and p not in shown:
+            shown.add(p)
+            p = os.path.dirname(p)
+    nodes = [(p, progs) for p, progs in found if p in shown]
     header(o, effective)
-    if len(nodes) == 1 and not nodes[0][2]:
+    if len(nodes) == 1 and not nodes[0][1]:
         o.line(o.bold(root) + o.dim("  (no programs attached)"))
         return
-    last: dict[str, bool] = {}
-    parents = [os.path.dirname(p) for p, _, _ in nodes]
-    for i, (p, _, _) in enumerate(nodes):
-        last[p] = parents[i] not in parents[i + 1:] or p == root
-    for p, _depth, progs in nodes:
-        chain, q = [], p
-        while q != root:
-            chain.append(last[q])
-            q = os.path.dirname(q)
-        chain.reverse()  # chain[j]: is the ancestor at depth j+1 the last of its siblings
-        lead = "".join("    " if end else "│   " for end in chain[:-1])
+    last_child = {os.path.dirname(p): p for p, _ in nodes}  # each parent's last shown child
+    below = {root: ""}  # what a node's descendants' lines start with
+    lines = []
+    for p, progs in nodes:
         if p == root:
-            o.line(o.bold(root))
+            lines.append(o.bold(root))
         else:
-            o.line(lead + ("└── " if chain[-1] else "├── ") + o.bold(os.path.basename(p)))
-        indent = "".join("    " if end else "│   " for end in chain) + "    "
-        text_rows(o, progs, indent)
+            parent = os.path.dirname(p)
+            end = last_child[parent] == p
+            lines.append(below[parent] + ("└── " if end else "├── ")
+                         + o.bold(os.path.basename(p)))
+            below[p] = below[parent] + ("    " if end else "│   ")
+        lines.extend(text_lines(progs, below[p] + "    "))
+    o.line("\n".join(lines))
 
 
 def _mode(w: Words) -> AttachMode | None:

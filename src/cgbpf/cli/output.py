@@ -3,7 +3,6 @@ state; colour only on a terminal) and bpftool-shaped JSON (``-j``, ``-p``)."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, TextIO
 
@@ -22,6 +21,8 @@ class Output:
 
     def emit(self, value: Any) -> None:
         """One JSON document (``null`` for commands that only act)."""
+        import json  # only JSON output pays for it
+
         if self.pretty:
             self.out.write(json.dumps(value, indent=4) + "\n")
         else:

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import os
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
-from .. import _sys, asm, uapi
+from .. import _sys, uapi
 from ..errors import NotSupported
 from ..uapi import AttachType, Cmd, ProgType
 from .protocol import Kernel
@@ -40,8 +38,7 @@ class CannotTell(Exception):
     """A probe could not decide (e.g. a step it needs was refused); the message says why."""
 
 
-@dataclass(frozen=True)
-class Feature:
+class Feature(NamedTuple):
     """A version-dependent kernel behaviour: ``key`` (also the model's), ``name`` (for
     messages), ``since`` (first mainline release, or how it reaches kernels), ``what``
     it switches on, ``how`` it is probed, and the ``probe``."""
@@ -53,6 +50,13 @@ class Feature:
     how: str
     probe: Callable[[Prober], bool]
     mainline: bool = True  # False: not in a mainline release (a stable backport)
+
+
+def _return_program(ret: int) -> bytes:
+    """The bytes of ``r0 = ret; exit`` (the assembler is imported when a probe runs)."""
+    from .. import asm
+
+    return asm.assemble(asm.return_program(ret))
 
 
 class Prober:
@@ -80,7 +84,7 @@ class Prober:
     @staticmethod
     def load(k: Kernel, ptype: ProgType, eat: AttachType | int = 0, ret: int = 1) -> int:
         """PROG_LOAD of a program that returns ``ret`` (the kernel's OSError if refused)."""
-        code = asm.assemble(asm.return_program(ret))
+        code = _return_program(ret)
         return _sys.prog_load(k, prog_type=ptype, insns=ctypes.create_string_buffer(
             code, len(code)), insn_cnt=len(code) // 8, license=_sys.c_str("GPL"),
             expected_attach_type=eat)
@@ -264,7 +268,9 @@ def _tag_sha256(p: Prober) -> bool:
     prog = p.prog(ProgType.CGROUP_SKB, AttachType.CGROUP_INET_EGRESS)
     info = uapi.ProgInfo()
     p.call("OBJ_GET_INFO_BY_FD", lambda: _sys.get_info(p.k, prog, info))
-    code = asm.assemble(asm.return_program(1))
+    import hashlib
+
+    code = _return_program(1)
     tag = bytes(info.tag)
     if tag == hashlib.sha256(code).digest()[:8]:
         return True
