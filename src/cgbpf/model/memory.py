@@ -97,20 +97,25 @@ class Attr:
 
     def __init__(self, attr: ctypes.Structure | ctypes.Array[Any], size: int | None) -> None:
         self.addr = ctypes.addressof(attr)
-        n = ctypes.sizeof(attr) if size is None else size % 2**32
+        #: The bytes the attr object itself owns: always mapped, so they are copied
+        #: directly (0.5 us instead of 4 us for a ``process_vm_*`` call); anything
+        #: past them is the caller's memory, reached with :func:`read`/:func:`write`.
+        self.owned = ctypes.sizeof(attr)
+        n = self.owned if size is None else size % 2**32
         # The model writes outputs only into memory the caller handed over; the kernel
         # writes output fields whatever ``size`` was.
-        self.writable = max(n, ctypes.sizeof(attr))
+        self.writable = max(n, self.owned)
         if n > uapi.ATTR_MAX:
             raise fail(errno.E2BIG)
         if n > uapi.ATTR_SIZE and not is_zero(self.addr + uapi.ATTR_SIZE, n - uapi.ATTR_SIZE):
             raise fail(errno.E2BIG)
         n = min(n, uapi.ATTR_SIZE)
-        self.raw = read(self.addr, n) + bytes(uapi.ATTR_SIZE - n)
+        head = ctypes.string_at(self.addr, n) if n <= self.owned else read(self.addr, n)
+        self.raw = head + _ZEROS[n:]
 
     def check_tail(self, end: int) -> None:
         """CHECK_ATTR: every byte after the command's last field must be zero (EINVAL)."""
-        if any(self.raw[end:]):
+        if self.raw[end:] != _ZEROS[end:]:
             raise fail(errno.EINVAL)
 
     def view(self, layout: type[L]) -> L:
@@ -119,6 +124,23 @@ class Attr:
 
     def put(self, layout: type[uapi.Layout], field: str, value: int) -> None:
         """Write one output field back into the caller's attr (``put_user``)."""
-        offset, size = uapi.offset_of(layout, field), uapi.size_of(layout, field)
-        if offset + size <= self.writable:
-            write(self.addr + offset, struct.pack({4: "<I", 8: "<Q"}[size], value))
+        offset, fmt = _field(layout, field)
+        end = offset + fmt.size
+        if end <= self.owned:
+            ctypes.memmove(self.addr + offset, fmt.pack(value), fmt.size)
+        elif end <= self.writable:
+            write(self.addr + offset, fmt.pack(value))
+
+
+_ZEROS = bytes(uapi.ATTR_SIZE)
+_FIELDS: dict[tuple[type[uapi.Layout], str], tuple[int, struct.Struct]] = {}
+
+
+def _field(layout: type[uapi.Layout], field: str) -> tuple[int, struct.Struct]:
+    """The offset and the (u32 or u64) packer of an output field, looked up once."""
+    key = (layout, field)
+    found = _FIELDS.get(key)
+    if found is None:
+        fmt = struct.Struct({4: "<I", 8: "<Q"}[uapi.size_of(layout, field)])
+        found = _FIELDS[key] = uapi.offset_of(layout, field), fmt
+    return found
