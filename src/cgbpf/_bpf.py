@@ -191,7 +191,7 @@ def obj_get(k: Kernel, path: str, flags: int = 0) -> int:
     return call(k, Cmd.OBJ_GET, lambda: _sys.obj_get(k, p, file_flags=flags), f"pin {path}")
 
 
-def get_info(k: Kernel, fd: int, info: ctypes.Structure, detail: str) -> int:
+def get_info(k: Kernel, fd: int, info: ctypes.Structure, detail: Detail) -> int:
     """OBJ_GET_INFO_BY_FD into ``info``; returns the number of bytes the kernel wrote."""
     return call(k, Cmd.OBJ_GET_INFO_BY_FD, lambda: _sys.get_info(k, fd, info), detail)
 

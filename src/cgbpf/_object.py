@@ -19,10 +19,7 @@ Obj = TypeVar("Obj", bound="BpfObject")
 
 def as_enum(enum: type[E], value: int) -> E | int:
     """``value`` as a member of ``enum`` where it names one, else the plain int."""
-    try:
-        return enum(value)
-    except ValueError:
-        return value
+    return enum._value2member_map_.get(value, value)  # type: ignore[return-value]
 
 
 class BpfObject(FdObject):

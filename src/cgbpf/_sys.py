@@ -129,8 +129,10 @@ def prog_query(k: Kernel, target_fd: int, attach_type: int, *, query_flags: int 
     raised: it is the kernel saying how many entries there are for a buffer too small."""
     attr = uapi.QueryAttr.scratch(target_fd=target_fd, attach_type=attach_type,
                                   query_flags=query_flags, prog_ids=prog_ids,
-                                  prog_cnt=prog_cnt, prog_attach_flags=prog_attach_flags,
-                                  link_ids=link_ids, revision=revision)
+                                  prog_cnt=prog_cnt)
+    if prog_attach_flags or link_ids or revision:  # rare: not paid for on every query
+        attr.prog_attach_flags, attr.link_ids, attr.revision = \
+            prog_attach_flags, link_ids, revision
     try:
         k.bpf(Cmd.PROG_QUERY, attr)
     except OSError as e:

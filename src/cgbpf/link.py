@@ -33,11 +33,11 @@ class LinkInfo(NamedTuple):
 
 def _info(k: Kernel, fd: int) -> LinkInfo:
     probe.require(k, probe.LINK_INFO)
-    raw = uapi.LinkInfo()
-    _bpf.get_info(k, fd, raw, f"link fd {fd}")
+    raw = uapi.LinkInfo.scratch()  # read before the next link's info
+    _bpf.get_info(k, fd, raw, lambda: f"link fd {fd}")
     cgroup = raw.type == LinkType.CGROUP
-    return LinkInfo(int(raw.id), as_enum(LinkType, raw.type), int(raw.prog_id),
-                    int(raw.cgroup_id) if cgroup else None,
+    return LinkInfo(raw.id, as_enum(LinkType, raw.type), raw.prog_id,
+                    raw.cgroup_id if cgroup else None,
                     as_enum(AttachType, raw.attach_type) if cgroup else None)
 
 

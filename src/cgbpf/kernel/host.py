@@ -42,8 +42,6 @@ _BPF = uapi.BPF_SYSCALL
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_void_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
-_libc.fstatfs.argtypes = [ctypes.c_int, ctypes.POINTER(_Statfs)]
 
 
 class _CapHeader(ctypes.Structure):
@@ -99,6 +97,7 @@ class HostKernel:
 
     def __init__(self) -> None:
         self._cgroup_root: str | None = None
+        self._cgroup_dev: int | None = None
 
     def __repr__(self) -> str:
         return f"HostKernel({os.uname().release})"
@@ -136,11 +135,11 @@ class HostKernel:
         os.unlink(path)
 
     def fs_magic(self, target: str | int) -> int:
-        buf = _Statfs()
+        buf = _Statfs()  # (f)statfs without argtypes, like bpf: an int or bytes and byref
         if isinstance(target, int):
-            _check(_libc.fstatfs(target, ctypes.byref(buf)), f"fd {target}")
+            _check(_libc.fstatfs(target, _byref(buf)), f"fd {target}")
         else:
-            _check(_libc.statfs(os.fsencode(target), ctypes.byref(buf)), target)
+            _check(_libc.statfs(os.fsencode(target), _byref(buf)), target)
         return int(buf.f_type) & 0xFFFFFFFF
 
     def fd_kind(self, fd: int) -> str:
@@ -158,19 +157,18 @@ class HostKernel:
         return os.stat(target).st_ino
 
     def cgroup_children(self, path: str) -> dict[str, int]:
-        """Subdirectories on the same file system (a mount on one is not a cgroup); one
+        """Subdirectories by name, with their inode numbers from the directory itself
+        (no stat of each: a cgroup directory lists some 50 files).  Nothing below a
+        directory of another file system (something mounted inside cgroup2); a child
         that goes during the listing is left out."""
-        dev, children = os.stat(path).st_dev, {}
+        if self._cgroup_dev is None:
+            self._cgroup_dev = os.stat(self.cgroup_root).st_dev
+        if os.stat(path).st_dev != self._cgroup_dev:
+            return {}
         with os.scandir(path) as entries:
-            for entry in entries:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        st = entry.stat(follow_symlinks=False)
-                        if st.st_dev == dev:
-                            children[entry.name] = st.st_ino
-                except FileNotFoundError:
-                    continue
-        return children
+            # cgroup2 (kernfs) gives each entry's type: is_dir() makes no syscall and
+            # cannot fail
+            return {e.name: e.inode() for e in entries if e.is_dir(follow_symlinks=False)}
 
     def move_process(self, cgroup_path: str, pid: int) -> None:
         fd = os.open(os.path.join(cgroup_path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
