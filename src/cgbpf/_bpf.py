@@ -248,12 +248,12 @@ def attach_needs(prog_type: int) -> tuple[str, ...]:
 
 def prog_attach(k: Kernel, target_fd: int, prog_fd: int, prog_type: int, attach_type: int,
                 detail: Detail, *, flags: int, replace_fd: int = 0, relative_fd: int = 0,
-                expected_revision: int = 0) -> None:
+                expected_revision: int = 0, errors: ErrorMap = REVISION_ERRORS) -> None:
     """PROG_ATTACH, with its errors (a stale revision is :class:`StaleRevision`)."""
     call(k, Cmd.PROG_ATTACH, lambda: _sys.prog_attach(
         k, target_fd, prog_fd, attach_type, flags=flags, replace_fd=replace_fd,
         relative_fd=relative_fd, expected_revision=expected_revision), detail,
-        needs=attach_needs(prog_type), errors=REVISION_ERRORS)
+        needs=attach_needs(prog_type), errors=errors)
 
 
 def prog_detach(k: Kernel, target_fd: int, prog_fd: int, attach_type: int, detail: Detail,

@@ -91,7 +91,18 @@ class _Placement(NamedTuple):
             probe.require(k, probe.MPROG)
         return cls(flags, rel, expected_revision)
 
+    @property
+    def errors(self) -> _bpf.ErrorMap:
+        """The request's errors: a stale revision; for an entry placed next to another,
+        what EINVAL means there (KERNEL-SEMANTICS §5: the anchor must be in this hook,
+        and share the new entry's PREORDER bit)."""
+        if not self.relative_fd:
+            return _bpf.REVISION_ERRORS
+        return {**_bpf.REVISION_ERRORS, errno.EINVAL: (BpfError, _ANCHOR_HINT)}
 
+
+_ANCHOR_HINT = ("the anchor must be an entry of this very hook, and an entry placed before or "
+                "after it must match its preorder setting (both preorder=True, or neither)")
 #: Why writing a pid to cgroup.procs fails, by errno.
 _MOVE_HINTS = {
     errno.ESRCH: "no process has that pid (it may have exited)",
@@ -332,7 +343,7 @@ class Cgroup(FdObject):
         fd = _bpf.call(self.kernel, Cmd.LINK_CREATE, lambda: _sys.link_create(
             self.kernel, prog.fd, self.fd, at, flags=pl.flags, relative_fd=pl.relative_fd,
             expected_revision=pl.expected_revision), self._detail("link", prog, at),
-            needs=_bpf.attach_needs(prog.type), errors=_bpf.REVISION_ERRORS)
+            needs=_bpf.attach_needs(prog.type), errors=pl.errors)
         if probe.supported(self.kernel, probe.LINK_INFO):
             return Link(self.kernel, fd)
         return Link(self.kernel, fd, LinkInfo(0, LinkType.CGROUP, prog.id, self.id, at))  # 5.7
@@ -356,7 +367,7 @@ class Cgroup(FdObject):
                          self._detail("attach", prog, at),
                          flags=int(mode) | pl.flags | (uapi.F_REPLACE if replace else 0),
                          replace_fd=replace.fd if replace else 0, relative_fd=pl.relative_fd,
-                         expected_revision=pl.expected_revision)
+                         expected_revision=pl.expected_revision, errors=pl.errors)
 
     def detach(self, prog: Program | None, attach_type: AttachType | int | None = None, *,
                expected_revision: int = 0) -> None:
