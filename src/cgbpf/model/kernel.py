@@ -18,9 +18,9 @@ from .bpffs import BpfDir
 from .cgroupfs import Cgroup
 from .machine import CGROUP_ROOT, Machine
 from .memory import fail
-from .process import DirFile, Process, SocketFile
+from .process import DirFile, ObjFile, Process, SocketFile
 from .profiles import Profile
-from .vfs import Cred, Dir, Node, R, W
+from .vfs import Cred, Dir, Node, R, W, top
 
 
 class ModelKernel:
@@ -263,3 +263,29 @@ class ModelKernel:
             raise fail(errno.EBUSY)
         node.covers.mounted, node.covers = None, None
         bpffs.unmount(node)
+
+    def bpffs_mounts(self) -> list[str]:
+        out: list[str] = []
+
+        def walk(d: Dir, path: str) -> None:
+            for name, child in d.children.items():
+                if isinstance(child, Dir):
+                    if child.mounted is None:
+                        walk(child, f"{path}/{name}")
+                    elif child.mounted.fs.magic == uapi.BPF_FS_MAGIC:
+                        out.append(f"{path}/{name}")
+
+        walk(self._machine.vfs.root, "")
+        return out
+
+    def list_dir(self, path: str) -> list[tuple[str, bool]]:
+        self._enter()
+        node = top(self._machine.vfs.lookup(path))
+        if not isinstance(node, Dir):
+            raise fail(errno.ENOTDIR)
+        return [(name, isinstance(child, Dir)) for name, child in node.children.items()]
+
+    def open_bpf_objects(self) -> list[tuple[str, int]]:
+        return [(f.obj.kind, f.obj.id) for proc in self._machine.procs.values()
+                for f in proc.fds.values()
+                if isinstance(f, ObjFile) and f.obj.kind in ("prog", "map", "link")]
