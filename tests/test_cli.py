@@ -174,8 +174,7 @@ def test_link_commands(cli: Cli, kernel: Kernel, scratch: Scratch) -> None:
             listed = [d for d in cli.json("link", "show")  # type: ignore[union-attr]
                       if d["id"] == lid]
             assert listed and listed[0]["cgroup_path"] == cg.path
-            if kernel.name == "host":  # the model's bpffs cannot be listed
-                assert listed[0]["pinned"] == [f"{fs}/l"]
+            assert listed[0]["pinned"] == [f"{fs}/l"]
             text = cli("link", "show", "id", str(lid))
             assert f"{lid}: cgroup  prog {p1.id}" in text and f"cgroup {cg.path}" in text
 
@@ -296,8 +295,7 @@ def test_prog_show_and_name_refs(cli: Cli, kernel: Kernel, scratch: Scratch) -> 
         one = cli.json("prog", "show", "pinned", f"{fs}/p")
         assert {k: one[k] for k in ("id", "type", "name", "tag")} == {  # type: ignore[index]
             "id": p.id, "type": "cgroup_skb", "name": name, "tag": p.info().tag}
-        if kernel.name == "host":
-            assert one["pinned"] == [f"{fs}/p"]  # type: ignore[index]
+        assert one["pinned"] == [f"{fs}/p"]  # type: ignore[index]
         listed = {d["id"] for d in cli.json("prog", "show")}  # type: ignore[union-attr,index]
         assert {p.id, twin.id} <= listed
         assert f"{p.id}: cgroup_skb  name {name}" in cli("prog", "show", "id", str(p.id))

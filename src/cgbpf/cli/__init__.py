@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import BpfError
 from ..kernel import Kernel, default_kernel
-from . import cgroup, link, prog
+from . import cgroup, doctor, link, prog
 from .names import UsageError, Words
 from .output import Output, options
 
@@ -49,15 +49,8 @@ def parser() -> argparse.ArgumentParser:
                                 parents=[options()],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in (cgroup.register, link.register, prog.register, _demo):
+    for register in (cgroup.register, link.register, prog.register, doctor.register, _demo):
         register(sub)
-    if os.path.exists(os.path.join(os.path.dirname(__file__), "doctor.py")):
-        try:
-            from . import doctor
-        except ImportError:  # pragma: no cover - a partial checkout
-            pass
-        else:
-            doctor.register(sub)
     return p
 
 
@@ -101,15 +94,12 @@ def main(argv: list[str] | None = None, *, kernel: Kernel | None = None) -> int:
     except UsageError as e:
         print(f"cgbpf {args.command} {getattr(args, 'verb', '')}: {e}", file=err)
         return 2
-    except BpfError as e:
-        print(f"Error: {e}", file=err)
-        return 1
-    except OSError as e:
-        print(f"Error: {e}", file=err)
-        return 1
     except BrokenPipeError:  # cgbpf cgroup tree | head: the reader is gone, say nothing
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:  # BpfError included
+        print(f"Error: {e}", file=err)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from .. import _bpf, uapi
 from ..cgroup import Cgroup, tree
@@ -43,14 +41,14 @@ from ..kernel import Kernel, default_kernel
 from ..link import LinkInfo, links
 from ..program import Program, programs
 from ..uapi import AttachMode, AttachType, LinkType
+from .link import pin_files
 
 #: Finding kinds, in report order.
 KINDS = ("defunct_link", "cgroup_gone", "exclusive_at_root", "legacy_orphan", "stale_pin")
 _CGROUP_PROG_TYPES = frozenset(uapi.CGROUP_PROG_TYPE.values())
 
 
-@dataclass
-class Finding:
+class Finding(NamedTuple):
     """One problem.  ``fix`` says what prune would do ("" if it does nothing);
     ``actions`` are prune's steps: ("unpin", path, object id, kind) or ("detach", cgroup path,
     attach type (libbpf's name), program id)."""
@@ -62,17 +60,16 @@ class Finding:
     prog_id: int | None = None
     cgroup: str | None = None
     attach_type: str | None = None
-    pins: list[str] = field(default_factory=list)
-    actions: list[tuple[Any, ...]] = field(default_factory=list)
+    pins: Sequence[str] = ()
+    actions: Sequence[tuple[Any, ...]] = ()
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["actions"] = [list(a) for a in self.actions]
+        d = self._asdict()
+        d["pins"], d["actions"] = list(self.pins), [list(a) for a in self.actions]
         return d
 
 
-@dataclass
-class _Pin:
+class _Pin(NamedTuple):
     path: str
     kind: str  # "link", "prog", "map" or another fd kind
     obj_id: int
@@ -94,103 +91,19 @@ def _describe(act: tuple[Any, ...]) -> str:
     return " ".join(map(str, act))
 
 
-def _is_model(k: Kernel) -> bool:
-    return k.name == "model"
-
-
-def bpffs_mounts(k: Kernel) -> list[str]:
-    """Every bpffs mount: /proc/self/mounts on the host, the model's mount tree there."""
-    if _is_model(k):
-        from ..model.vfs import Dir
-
-        out: list[str] = []
-
-        def walk(d: Dir, path: str) -> None:
-            for name, child in d.children.items():
-                if not isinstance(child, Dir):
-                    continue
-                p = f"{path}/{name}"
-                if child.mounted is not None:
-                    if child.mounted.fs.magic == uapi.BPF_FS_MAGIC:
-                        out.append(p)
-                else:
-                    walk(child, p)
-
-        walk(k._machine.vfs.root, "")  # type: ignore[attr-defined]
-        return out
-    mounts = []
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) > 2 and parts[2] == "bpf":
-                mounts.append(parts[1].encode().decode("unicode_escape"))
-    return mounts
-
-
-def _listdir(k: Kernel, path: str) -> list[tuple[str, bool]]:
-    """(name, is a directory) of the entries of a bpffs directory."""
-    if _is_model(k):
-        from ..model.vfs import Dir, top
-
-        node = top(k._machine.vfs.lookup(path))  # type: ignore[attr-defined]
-        if not isinstance(node, Dir):
-            return []
-        return [(n, isinstance(c, Dir)) for n, c in node.children.items()]
-    try:
-        return [(e.name, e.is_dir(follow_symlinks=False)) for e in os.scandir(path)]
-    except OSError:
-        return []
-
-
 def holders(k: Kernel) -> dict[str, set[int]]:
     """The ids of the bpf objects open in some process, by kind ("prog", "map", "link")."""
     held: dict[str, set[int]] = {"prog": set(), "map": set(), "link": set()}
-    if _is_model(k):
-        from ..model.process import ObjFile
-
-        for proc in k._machine.procs.values():  # type: ignore[attr-defined]
-            for f in proc.fds.values():
-                if isinstance(f, ObjFile) and f.obj.kind in held:
-                    held[f.obj.kind].add(f.obj.id)
-        return held
-    kinds = {"anon_inode:bpf-prog": "prog", "anon_inode:bpf-map": "map",
-             "anon_inode:bpf_link": "link"}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                kind = kinds.get(os.readlink(f"/proc/{pid}/fd/{fd}"))
-                if kind is None:
-                    continue
-                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                    for line in f:
-                        key, _, value = line.partition(":")
-                        if key == f"{kind}_id":
-                            held[kind].add(int(value))
-                            break
-            except (OSError, ValueError):
-                continue
+    for kind, obj_id in k.open_bpf_objects():
+        held[kind].add(obj_id)
     return held
 
 
 def _walk_pins(k: Kernel, mounts: Iterable[str]) -> Iterator[_Pin]:
-    for mount in mounts:
-        stack = [mount]
-        while stack:
-            d = stack.pop()
-            for name, is_dir in sorted(_listdir(k, d)):
-                path = f"{d}/{name}"
-                if is_dir:
-                    stack.append(path)
-                    continue
-                pin = _read_pin(k, path)
-                if pin is not None:
-                    yield pin
+    for path in pin_files(k, mounts):
+        pin = _read_pin(k, path)
+        if pin is not None:
+            yield pin
 
 
 def _read_pin(k: Kernel, path: str) -> _Pin | None:
@@ -263,7 +176,7 @@ def findings(kernel: Kernel | None = None, root: str | None = None,
     scoped = root is not None
     top = k.cgroup_root.rstrip("/") or "/"
     root = os.path.normpath(os.path.join(top, root)) if root else top
-    all_mounts = bpffs_mounts(k)
+    all_mounts = k.bpffs_mounts()
     mounts = list(bpffs) if bpffs is not None else all_mounts
     pins = list(_walk_pins(k, mounts))
     pinned_elsewhere = list(_walk_pins(k, [m for m in all_mounts if m not in mounts]))
@@ -369,8 +282,7 @@ def findings(kernel: Kernel | None = None, root: str | None = None,
 
 # ---------------------------------------------------------------------------------- prune
 
-@dataclass
-class Action:
+class Action(NamedTuple):
     """One step of prune: ``what`` (as in Finding.actions), whether it was done (False
     for a dry run or a failure) and why not."""
 
@@ -444,6 +356,8 @@ def _json(args: argparse.Namespace) -> bool:
 
 def _dump(args: argparse.Namespace, data: Any) -> None:
     pretty = getattr(args, "pretty", False)
+    import json  # only JSON output pays for it
+
     print(json.dumps(data, indent=2 if pretty else None))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..cgroup import tree
@@ -78,32 +78,33 @@ def cgroup_paths(k: Kernel, wanted: set[int]) -> dict[int, str]:
     return found
 
 
-def bpffs_mounts(k: Kernel) -> list[str]:
-    """The host's bpffs mount points (the model's cannot be listed: none)."""
-    from ..kernel.host import HostKernel
-
-    if not isinstance(k, HostKernel):
-        return []
-    try:
-        with open("/proc/self/mounts") as f:
-            return [line.split()[1] for line in f if line.split()[2:3] == ["bpf"]]
-    except OSError:
-        return []
+def pin_files(k: Kernel, mounts: Iterable[str]) -> Iterator[str]:
+    """Every file on the bpffs ``mounts``, directory by directory, by name (a directory
+    that goes during the walk is passed over)."""
+    for mount in mounts:
+        stack = [mount]
+        while stack:
+            d = stack.pop()
+            try:
+                entries = sorted(k.list_dir(d), reverse=True)
+            except OSError:
+                continue
+            for name, is_dir in entries:
+                if is_dir:
+                    stack.append(f"{d}/{name}")
+            yield from (f"{d}/{name}" for name, is_dir in reversed(entries) if not is_dir)
 
 
 def pins(k: Kernel, cls: type[Link] | type[Program]) -> dict[int, list[str]]:
     """Pinned paths by object id, as ``bpftool -f`` finds them: every file on the bpffs
     mounts, opened as a ``cls``."""
     out: dict[int, list[str]] = {}
-    for mount in bpffs_mounts(k):
-        for top, _dirs, files in os.walk(mount):
-            for name in files:
-                path = os.path.join(top, name)
-                try:
-                    with cls.from_pin(path, kernel=k) as obj:
-                        out.setdefault(obj.id, []).append(path)
-                except (BpfError, OSError):
-                    continue
+    for path in pin_files(k, k.bpffs_mounts()):
+        try:
+            with cls.from_pin(path, kernel=k) as obj:
+                out.setdefault(obj.id, []).append(path)
+        except (BpfError, OSError):
+            continue
     return out
 
 

@@ -79,14 +79,24 @@ def _check(ret: int, what: str) -> int:
     return ret
 
 
+def mount_points(fstype: str, mounts: str = "/proc/self/mounts") -> list[str]:
+    """The mount points of file systems of type ``fstype`` listed in ``mounts`` (the
+    kernel writes a space in a path as ``\\040``)."""
+    with open(mounts) as f:
+        found = [r[1] for r in (line.split() for line in f) if len(r) > 2 and r[2] == fstype]
+    if any("\\" in p for p in found):
+        import re
+
+        found = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), p) for p in found]
+    return found
+
+
 def find_cgroup2_mount(mounts: str = "/proc/self/mounts") -> str:
     """The first cgroup2 mount point listed in ``mounts``; ``OSError(ENOENT)`` if none."""
-    with open(mounts) as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 2 and fields[2] == "cgroup2":
-                return fields[1].replace("\\040", " ")
-    raise OSError(errno.ENOENT, "no cgroup2 filesystem is mounted (see /proc/self/mounts)")
+    found = mount_points("cgroup2", mounts)
+    if not found:
+        raise OSError(errno.ENOENT, "no cgroup2 filesystem is mounted (see /proc/self/mounts)")
+    return found[0]
 
 
 class HostKernel:
@@ -220,3 +230,32 @@ class HostKernel:
 
     def umount(self, path: str) -> None:
         _check(_libc.umount2(os.fsencode(path), 0), f"umount {path}")
+
+    def bpffs_mounts(self) -> list[str]:
+        return mount_points("bpf")
+
+    def list_dir(self, path: str) -> list[tuple[str, bool]]:
+        with os.scandir(path) as entries:
+            return [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+
+    def open_bpf_objects(self) -> list[tuple[str, int]]:
+        """From /proc/PID/fd (the fd's kind) and fdinfo (``prog_id``, ``map_id``,
+        ``link_id``); a process or fd that goes meanwhile is passed over."""
+        out = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    kind = _KINDS.get(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                    if kind not in ("prog", "map", "link"):
+                        continue
+                    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                        key = f"{kind}_id:"
+                        out += [(kind, int(line[len(key):])) for line in f
+                                if line.startswith(key)]
+                except (OSError, ValueError):
+                    continue
+        return out

@@ -93,4 +93,17 @@ class Kernel(Protocol):
 
     def mount_bpffs(self, path: str) -> None: ...
 
+    def bpffs_mounts(self) -> list[str]:
+        """Where bpffs is mounted, as this process sees it."""
+        ...
+
+    def list_dir(self, path: str) -> list[tuple[str, bool]]:
+        """(name, whether it is a directory) of each entry of a directory."""
+        ...
+
+    def open_bpf_objects(self) -> list[tuple[str, int]]:
+        """(kind: "prog", "map" or "link"; id) of every bpf object some process of the
+        machine has an fd for (the host's: those whose /proc it may read)."""
+        ...
+
     def umount(self, path: str) -> None: ...
