@@ -75,6 +75,8 @@ class _Placement(NamedTuple):
         if before is TAIL or after is HEAD:
             raise BpfError(errno.EINVAL, "before=TAIL" if before is TAIL else "after=HEAD",
                            command=command, hint="use before=HEAD or after=TAIL")
+        if before is None and after is None and not preorder and not expected_revision:
+            return _AT_TAIL  # the common case, decided without building anything
         flags, rel = 0, 0
         anchor = before if before is not None else after
         if anchor is not None:
@@ -101,6 +103,7 @@ class _Placement(NamedTuple):
         return {**_bpf.REVISION_ERRORS, errno.EINVAL: (BpfError, _ANCHOR_HINT)}
 
 
+_AT_TAIL = _Placement()
 _ANCHOR_HINT = ("the anchor must be an entry of this very hook, and an entry placed before or "
                 "after it must match its preorder setting (both preorder=True, or neither)")
 #: Why writing a pid to cgroup.procs fails, by errno.
@@ -344,9 +347,9 @@ class Cgroup(FdObject):
             self.kernel, prog.fd, self.fd, at, flags=pl.flags, relative_fd=pl.relative_fd,
             expected_revision=pl.expected_revision), self._detail("link", prog, at),
             needs=_bpf.attach_needs(prog.type), errors=pl.errors)
-        if probe.supported(self.kernel, probe.LINK_INFO):
-            return Link(self.kernel, fd)
-        return Link(self.kernel, fd, LinkInfo(0, LinkType.CGROUP, prog.id, self.id, at))  # 5.7
+        # What the link is, the request said; its id (none on 5.7) is read when asked for.
+        return Link(self.kernel, fd, LinkInfo(0, LinkType.CGROUP, prog.id, self.id, at),
+                    lazy_id=probe.supported(self.kernel, probe.LINK_INFO))
 
     def attach(self, prog: Program, attach_type: AttachType | int | None = None, *,
                mode: AttachMode = AttachMode.MULTI, replace: Program | None = None,

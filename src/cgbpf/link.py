@@ -8,6 +8,7 @@ Requires Linux 5.7 (LINK_CREATE/UPDATE), 5.8 (ids, info), 5.9 (LINK_DETACH).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -92,15 +93,38 @@ class Link(BpfObject):
     kind, by_id = "link", Cmd.LINK_GET_FD_BY_ID
     #: A kernel bpf_link (a :class:`~cgbpf.fallback.LegacyLink` says "legacy").
     mode = "link"
+    _id: int | None
+
+    def __init__(self, kernel: Kernel, fd: int, info: LinkInfo | None = None, *,
+                 lazy_id: bool = False) -> None:
+        """Own ``fd``.  ``info``: what the link is, where the caller knows (a link it just
+        made); ``lazy_id``: its id is read from the kernel when first asked for, so that
+        making a link costs one syscall, not two."""
+        super().__init__(kernel, fd, info)
+        if lazy_id:
+            self._id = None
 
     def _describe(self, info: LinkInfo) -> None:
-        self.id, self.attach_type = info.id, info.attach_type
+        self._id = info.id
+        self.attach_type = info.attach_type
         self._prog_id, self._cgroup_id = info.prog_id, info.cgroup_id
+
+    @property
+    def id(self) -> int:
+        """The link id (0 on Linux 5.7, which has none)."""
+        if self._id is None:
+            self.info()
+        assert self._id is not None
+        return self._id
 
     def __repr__(self) -> str:
         at = uapi.name_of(self.attach_type) if self.attach_type is not None else "?"
         state = "closed" if self.closed else f"prog {self._prog_id} on cgroup {self._cgroup_id}"
-        return f"<Link id={self.id} {at} {state}>"
+        ident: int | str = "?" if self._id is None else self._id
+        if self._id is None and not self.closed:
+            with contextlib.suppress(BpfError):
+                ident = self.id
+        return f"<Link id={ident} {at} {state}>"
 
     def _leak_effect(self) -> type[Warning] | None:
         return None if self.pins else LinkLeakWarning
@@ -121,7 +145,7 @@ class Link(BpfObject):
     def info(self) -> LinkInfo:
         """Id, program, cgroup id (0 when defunct) and attach type.  Linux 5.8."""
         info = _info(self.kernel, self.fd)
-        self._prog_id, self._cgroup_id = info.prog_id, info.cgroup_id
+        self._id, self._prog_id, self._cgroup_id = info.id, info.prog_id, info.cgroup_id
         return info
 
     @property

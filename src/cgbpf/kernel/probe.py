@@ -453,7 +453,11 @@ def check(k: Kernel, key: str, prober: Prober | None = None) -> bool | None:
     """Whether ``k`` has feature ``key``: True, False, or None (could not tell; not
     cached, :func:`why` says why).  ``prober`` shares programs and cgroups between
     probes."""
-    known = _cache.setdefault(k, {})
+    known = _cache.get(k)
+    if known is None:
+        known = _cache.setdefault(k, {})
+    elif key in known:  # the hot path: one lookup
+        return known[key]
     if key not in known:
         try:
             if prober is None:
