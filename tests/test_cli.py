@@ -347,6 +347,20 @@ def test_cgroup_path_is_a_file(cli: Cli, scratch: Scratch) -> None:
     assert "not a cgroup directory" in err and "EBADF" in err
 
 
+def test_tree_passes_over_a_mount_inside_cgroup2(cli: Cli, kernel: Kernel,
+                                                  scratch: Scratch) -> None:
+    """A file system mounted on a cgroup directory (here a bpffs) is not walked into, and
+    the tree of the rest is complete (bpftool aborts on odd hierarchies)."""
+    cg, covered = scratch.cgroup("t/in"), scratch.mkdir("t/covered")
+    with load(kernel, name=unique("mt")) as p, cg.link(p, EGRESS):
+        kernel.mount_bpffs(covered)
+        try:
+            tree = cli.json("cgroup", "tree", scratch.path())
+        finally:
+            kernel.umount(covered)
+    assert [t["cgroup"] for t in tree] == [cg.path]  # type: ignore[union-attr,index]
+
+
 def test_tree_queries_the_hooks_in_use(cli: Cli, kernel: Kernel, scratch: Scratch) -> None:
     """The tree queries only hooks of loaded program types; programs of other types than
     CGROUP_SKB are found all the same."""

@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from ..cgroup import Cgroup
-from ..errors import BpfError
+from ..errors import BpfError, NotACgroup2
 from ..kernel import Kernel
 from ..link import Link, LinkInfo
 from ..program import Program, programs
@@ -167,8 +167,8 @@ def tree(k: Kernel, w: Words, o: Output) -> int:
         try:
             with Cgroup.open(path, kernel=k) as cg:
                 found.append((path, entries(cg, types, effective, names, hooks)))
-        except FileNotFoundError:
-            continue  # removed during the walk
+        except (FileNotFoundError, NotACgroup2):
+            continue  # removed during the walk, or another file system mounted there
     if o.json:
         o.emit([{"cgroup": p, "programs": progs} for p, progs in found if progs])
         return 0
