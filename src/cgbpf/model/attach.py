@@ -10,6 +10,7 @@ versions are ``profile.has(...)`` branches (§16, §19).  State changes go throu
 from __future__ import annotations
 
 import errno
+import functools
 import struct
 from typing import Any
 
@@ -27,13 +28,18 @@ REPLACE, PREORDER = uapi.F_REPLACE, uapi.F_PREORDER
 BEFORE, AFTER, ID, LINK = uapi.F_BEFORE, uapi.F_AFTER, uapi.F_ID, uapi.F_LINK
 ANCHOR = BEFORE | AFTER | ID | LINK
 
+#: :meth:`Profile.attr_end`, worked out once per (profile, command): profiles are frozen.
+attr_end = functools.cache(Profile.attr_end)
+#: ``uapi.CGROUP_PROG_TYPE`` keyed by plain ints: no enum conversion per call.
+PROG_TYPE: dict[int, uapi.ProgType] = {int(t): p for t, p in uapi.CGROUP_PROG_TYPE.items()}
+
 
 def prog_type_for(proc: Process, attach_type: int) -> int:
     """§2.1: the program type an attach type takes; EINVAL if not a cgroup attach type on
     this kernel."""
     if not proc.machine.profile.knows_attach_type(attach_type):
         raise fail(errno.EINVAL)
-    return uapi.CGROUP_PROG_TYPE[uapi.AttachType(attach_type)]
+    return PROG_TYPE[attach_type]
 
 
 def check_attach_type(proc: Process, prog: Prog, attach_type: int) -> None:
@@ -42,7 +48,7 @@ def check_attach_type(proc: Process, prog: Prog, attach_type: int) -> None:
     EINVAL, LINK_CREATE does not, §0 fact 19)."""
     profile = proc.machine.profile
     known = profile.knows_attach_type(attach_type)
-    ptype = uapi.CGROUP_PROG_TYPE[uapi.AttachType(attach_type)] if known else None
+    ptype = PROG_TYPE[attach_type] if known else None
     if prog.type == uapi.ProgType.CGROUP_SKB:
         if not proc.net_capable():
             raise fail(errno.EPERM)
@@ -151,7 +157,7 @@ def _legacy_steps_1_2(proc: Process, attr: Attr, cmd: Cmd) -> tuple[Profile, Any
     profile = proc.machine.profile
     a = attr.view(uapi.ProgAttachAttr)
     require_net_admin_before_5_8(proc)
-    attr.check_tail(profile.attr_end(cmd))  # 1
+    attr.check_tail(attr_end(profile, cmd))  # 1
     return profile, a, prog_type_for(proc, a.attach_type)  # 2
 
 
@@ -236,7 +242,7 @@ def prog_query(proc: Process, attr: Attr) -> int:
     q = attr.view(uapi.QueryAttr)
     if not proc.net_capable():  # 1
         raise fail(errno.EPERM)
-    attr.check_tail(profile.attr_end(Cmd.PROG_QUERY))  # 2
+    attr.check_tail(attr_end(profile, Cmd.PROG_QUERY))  # 2
     if q.query_flags & ~uapi.F_QUERY_EFFECTIVE:  # 3
         raise fail(errno.EINVAL)
     prog_type_for(proc, q.attach_type)  # 4
@@ -280,7 +286,7 @@ def link_create(proc: Process, attr: Attr) -> int:
     m = proc.machine
     a = attr.view(uapi.LinkCreateAttr)
     require_net_admin_before_5_8(proc)
-    attr.check_tail(m.profile.attr_end(Cmd.LINK_CREATE))  # 1
+    attr.check_tail(attr_end(m.profile, Cmd.LINK_CREATE))  # 1
     prog = proc.prog(a.prog_fd)  # 2
     check_attach_type(proc, prog, a.attach_type)  # 3
     if prog.type not in uapi.CGROUP_PROG_TYPE.values():  # 4
@@ -313,7 +319,7 @@ def link_create(proc: Process, attr: Attr) -> int:
 def link_update(proc: Process, attr: Attr) -> int:
     profile = proc.machine.profile
     a = attr.view(uapi.LinkUpdateAttr)
-    attr.check_tail(profile.attr_end(Cmd.LINK_UPDATE))  # 1
+    attr.check_tail(attr_end(profile, Cmd.LINK_UPDATE))  # 1
     if a.flags & ~REPLACE:  # 2
         raise fail(errno.EINVAL)
     link = proc.obj(a.link_fd, Link)  # 3
@@ -342,7 +348,7 @@ def link_update(proc: Process, attr: Attr) -> int:
 
 
 def link_detach(proc: Process, attr: Attr) -> int:
-    attr.check_tail(proc.machine.profile.attr_end(Cmd.LINK_DETACH))
+    attr.check_tail(attr_end(proc.machine.profile, Cmd.LINK_DETACH))
     link = proc.obj(attr.view(uapi.LinkDetachAttr).link_fd, Link)
     if link.cgroup is not None:  # a defunct link: 0, nothing changes
         link.cgroup.detach_link(link)

@@ -152,15 +152,14 @@ class Cgroup(Dir):
         """§6: walk C, parent, ..., root; a level counts if nothing was collected below it
         or it is MULTI.  PREORDER entries first, root-most level first; then the others,
         C's level first; list order within a level."""
-        levels: list[list[Entry]] = []
-        n = 0
-        for c in [self, *self.ancestors()]:
+        levels: list[list[Entry]] = []  # the counted (non-empty) lists, C's first
+        c: Cgroup | None = self
+        while c is not None:
             hook = c.hooks.get(attach_type)
-            if hook is None or not hook.entries:
-                continue
-            if n == 0 or hook.mode == uapi.AttachMode.MULTI:
+            if hook is not None and hook.entries and (
+                    not levels or hook.mode == uapi.AttachMode.MULTI):
                 levels.append(hook.entries)
-                n += len(hook.entries)
+            c = c.up
         pre = [e for level in reversed(levels) for e in level if e.preorder]
         post = [e for level in levels for e in level if not e.preorder]
         return [e.current for e in pre + post]

@@ -101,7 +101,7 @@ def map_create(proc: Process, attr: Attr) -> int:
     access flags, the map type's own checks, privilege, sizes, name, then the BTF types.
     BPF_F_RDONLY/WRONLY make the new fd read- or write-only (they are not kept in the
     map's flags); the program-side flags are kept and checked at PROG_LOAD."""
-    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_CREATE))
+    attr.check_tail(attach.attr_end(proc.machine.profile, Cmd.MAP_CREATE))
     a = attr.view(uapi.MapCreateAttr)
     if a.btf_vmlinux_value_type_id or (a.btf_key_type_id and not a.btf_value_type_id):
         raise fail(errno.EINVAL)  # vmlinux value types are for STRUCT_OPS maps only
@@ -161,7 +161,7 @@ def map_freeze(proc: Process, attr: Attr) -> int:
     """MAP_FREEZE (5.2): the fd must be able to write (a frozen map's fds cannot: a
     second freeze is EPERM, as measured); from then on the syscall side cannot write.
     (The kernel's EBUSY, for a map mmap()ed writable, cannot happen: no mmap here.)"""
-    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_FREEZE))
+    attr.check_tail(attach.attr_end(proc.machine.profile, Cmd.MAP_FREEZE))
     m = _map(proc, attr.view(uapi.MapFreezeAttr).map_fd, W)
     m.frozen = True
     return 0
@@ -179,7 +179,7 @@ def _map(proc: Process, fd: int, access: int) -> Map:
 
 
 def map_lookup(proc: Process, attr: Attr) -> int:
-    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_LOOKUP_ELEM))
+    attr.check_tail(attach.attr_end(proc.machine.profile, Cmd.MAP_LOOKUP_ELEM))
     a = attr.view(uapi.MapElemAttr)
     if a.flags:  # only BPF_F_LOCK exists, and no model map has a spin lock
         raise fail(errno.EINVAL)
@@ -190,7 +190,7 @@ def map_lookup(proc: Process, attr: Attr) -> int:
 
 
 def map_update(proc: Process, attr: Attr) -> int:
-    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_UPDATE_ELEM))
+    attr.check_tail(attach.attr_end(proc.machine.profile, Cmd.MAP_UPDATE_ELEM))
     a = attr.view(uapi.MapElemAttr)
     m = _map(proc, a.map_fd, W)
     if a.flags & uapi.F_LOCK:  # without a spin lock
@@ -201,7 +201,7 @@ def map_update(proc: Process, attr: Attr) -> int:
 
 
 def map_delete(proc: Process, attr: Attr) -> int:
-    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_DELETE_ELEM))
+    attr.check_tail(attach.attr_end(proc.machine.profile, Cmd.MAP_DELETE_ELEM))
     a = attr.view(uapi.MapElemAttr)
     m = _map(proc, a.map_fd, W)
     m.delete(memory.read(a.key, m.key_size))
@@ -209,7 +209,7 @@ def map_delete(proc: Process, attr: Attr) -> int:
 
 
 def map_next_key(proc: Process, attr: Attr) -> int:
-    attr.check_tail(proc.machine.profile.attr_end(Cmd.MAP_GET_NEXT_KEY))
+    attr.check_tail(attach.attr_end(proc.machine.profile, Cmd.MAP_GET_NEXT_KEY))
     a = attr.view(uapi.MapElemAttr)  # next_key is the `value` slot
     m = _map(proc, a.map_fd, R)
     key = memory.read(a.key, m.key_size) if a.key else None
@@ -258,7 +258,7 @@ def load_flags_token(proc: Process, flags: int, token_fd: int) -> None:
 
 def prog_load(proc: Process, attr: Attr) -> int:
     """PROG_LOAD in ``bpf_prog_load``'s order; the checks of :mod:`.verifier` last."""
-    attr.check_tail(proc.machine.profile.attr_end(Cmd.PROG_LOAD))
+    attr.check_tail(attach.attr_end(proc.machine.profile, Cmd.PROG_LOAD))
     a = attr.view(uapi.ProgLoadAttr)
     load_flags(proc, attr, a.prog_flags)
     if any(getattr(a, f) for f in UNSUPPORTED_LOAD_FIELDS):
@@ -381,7 +381,7 @@ def btf_load(proc: Process, attr: Attr) -> int:
     CAP_BPF, the size (E2BIG), the log attributes, the copy (EFAULT), then
     :func:`.btf.parse`.  The log's true size goes back into ``btf_log_true_size``
     (6.4), and a log that did not fit is ENOSPC, whether or not the BTF was good."""
-    attr.check_tail(proc.machine.profile.attr_end(Cmd.BTF_LOAD))
+    attr.check_tail(attach.attr_end(proc.machine.profile, Cmd.BTF_LOAD))
     a = attr.view(uapi.BtfLoadAttr)
     load_flags_token(proc, a.btf_flags, a.btf_token_fd)
     if not proc.bpf_capable():
@@ -407,7 +407,7 @@ def btf_load(proc: Process, attr: Attr) -> int:
 def _obj_args(proc: Process, attr: Attr, cmd: Cmd, allowed: int) -> tuple[Any, bool]:
     """OBJ_PIN/OBJ_GET common checks; returns the attr and the ``path_fd`` base."""
     profile = proc.machine.profile
-    attr.check_tail(profile.attr_end(cmd))
+    attr.check_tail(attach.attr_end(profile, cmd))
     a = attr.view(uapi.ObjAttr)
     path_fd = uapi.F_PATH_FD if profile.has("obj_path_fd") else 0
     if a.file_flags & ~(allowed | path_fd) or (cmd == Cmd.OBJ_GET and a.bpf_fd):
@@ -461,7 +461,7 @@ def _ids(proc: Process, cmd: int) -> IdSpace[Any]:
 
 def get_next_id(cmd: Cmd) -> Handler:
     def handler(proc: Process, attr: Attr) -> int:
-        attr.check_tail(proc.machine.profile.attr_end(cmd))
+        attr.check_tail(attach.attr_end(proc.machine.profile, cmd))
         a = attr.view(uapi.GetIdAttr)
         if a.start_id >= 2**31 - 1:
             raise fail(errno.EINVAL)
@@ -477,7 +477,7 @@ def get_next_id(cmd: Cmd) -> Handler:
 
 def get_fd_by_id(cmd: Cmd) -> Handler:
     def handler(proc: Process, attr: Attr) -> int:
-        attr.check_tail(proc.machine.profile.attr_end(cmd))
+        attr.check_tail(attach.attr_end(proc.machine.profile, cmd))
         a = attr.view(uapi.GetIdAttr)
         # BTF fds have no access mode: BTF_GET_FD_BY_ID takes no open_flags (measured)
         allowed = 0 if cmd == Cmd.BTF_GET_FD_BY_ID else uapi.F_RDONLY | uapi.F_WRONLY
@@ -498,7 +498,7 @@ def get_fd_by_id(cmd: Cmd) -> Handler:
 
 def get_info(proc: Process, attr: Attr) -> int:
     profile = proc.machine.profile
-    attr.check_tail(profile.attr_end(Cmd.OBJ_GET_INFO_BY_FD))
+    attr.check_tail(attach.attr_end(profile, Cmd.OBJ_GET_INFO_BY_FD))
     a = attr.view(uapi.InfoAttr)
     file = proc.fds.get(a.bpf_fd)
     if file is None:
