@@ -4,7 +4,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: deps install demo test lint fuzz kernels kernel-deps bench
+.PHONY: deps install demo test lint fuzz kernels kernel-deps bench bench-quick
 
 # Debian packages: gcc and the kernel uapi headers (the ABI test compiles against
 # <linux/bpf.h>), util-linux for setpriv (privilege tests), python3-venv, clang and
@@ -58,7 +58,11 @@ kernel-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends qemu-system-x86 debootstrap cpio xz-utils zstd kmod; fi
 
+# As root: every scenario against C, libbpf and bpftool, interleaved (bench/README.md);
+# the table is printed and written with bench/out/results.json.  CGBPF_SRC=DIR measures
+# another cgbpf tree.
 bench: install
-	$(BIN)/python bench/link_ops.py
-	$(BIN)/python bench/model_speed.py
-	$(BIN)/python bench/load_object.py
+	$(BIN)/python bench/run.py
+
+bench-quick: install
+	$(BIN)/python bench/run.py --quick
