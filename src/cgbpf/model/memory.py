@@ -97,10 +97,11 @@ class Attr:
 
     def __init__(self, attr: ctypes.Structure | ctypes.Array[Any], size: int | None) -> None:
         self.addr = ctypes.addressof(attr)
-        #: The bytes the attr object itself owns: always mapped, so they are copied
-        #: directly (0.5 us instead of 4 us for a ``process_vm_*`` call); anything
-        #: past them is the caller's memory, reached with :func:`read`/:func:`write`.
-        self.owned = ctypes.sizeof(attr)
+        #: The bytes the attr object itself owns: always mapped, so they are read and
+        #: written directly (0.5 and 0.1 us instead of 4 us for a ``process_vm_*``
+        #: call); anything past them is the caller's memory, reached with
+        #: :func:`read`/:func:`write`.
+        self.obj, self.owned = attr, ctypes.sizeof(attr)
         n = self.owned if size is None else size % 2**32
         # The model writes outputs only into memory the caller handed over; the kernel
         # writes output fields whatever ``size`` was.
@@ -127,7 +128,7 @@ class Attr:
         offset, fmt = _field(layout, field)
         end = offset + fmt.size
         if end <= self.owned:
-            ctypes.memmove(self.addr + offset, fmt.pack(value), fmt.size)
+            fmt.pack_into(self.obj, offset, value)
         elif end <= self.writable:
             write(self.addr + offset, fmt.pack(value))
 
