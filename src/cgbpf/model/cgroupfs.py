@@ -27,6 +27,7 @@ from .vfs import Dir, Filesystem, Node
 
 #: The control files every cgroup directory shows (enough to exercise "a cgroup2 file").
 CONTROL_FILES = ("cgroup.procs", "cgroup.controllers", "cgroup.subtree_control")
+MULTI = uapi.AttachMode.MULTI
 
 
 @dataclass(eq=False)
@@ -153,16 +154,15 @@ class Cgroup(Dir):
         or it is MULTI.  PREORDER entries first, root-most level first; then the others,
         C's level first; list order within a level."""
         levels: list[list[Entry]] = []  # the counted (non-empty) lists, C's first
-        c: Cgroup | None = self
-        while c is not None:
+        c: Dir | None = self
+        while isinstance(c, Cgroup):
             hook = c.hooks.get(attach_type)
-            if hook is not None and hook.entries and (
-                    not levels or hook.mode == uapi.AttachMode.MULTI):
+            if hook is not None and hook.entries and (not levels or hook.mode == MULTI):
                 levels.append(hook.entries)
-            c = c.up
-        pre = [e for level in reversed(levels) for e in level if e.preorder]
-        post = [e for level in levels for e in level if not e.preorder]
-        return [e.current for e in pre + post]
+            c = c.parent
+        out = [e.current for level in reversed(levels) for e in level if e.preorder]
+        out += [e.current for level in levels for e in level if not e.preorder]
+        return out
 
     def commit(self, attach_type: int) -> None:
         """A successful change of ``list[C,T]``: revision + 1, mode reset if the list is
