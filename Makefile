@@ -24,7 +24,13 @@ $(STAMP): pyproject.toml | deps
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-install: $(STAMP)
+# The host's optional compiled walks (src/cgbpf/_fastwalk.c, loaded with ctypes; without
+# them the same walks run in Python).
+FASTWALK := src/cgbpf/libcgbpf_fastwalk.so
+$(FASTWALK): src/cgbpf/_fastwalk.c | deps
+	gcc -O2 -Wall -Wextra -shared -fPIC -o $@ $<
+
+install: $(STAMP) $(FASTWALK)
 
 demo: install
 	$(BIN)/cgbpf demo

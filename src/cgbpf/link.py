@@ -13,7 +13,7 @@ import errno
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from . import _bpf, _sys, uapi
+from . import _bpf, _fastwalk, _sys, uapi
 from ._object import BpfObject, as_enum
 from .errors import BpfError, ExpectedProgramMismatch, LinkDefunct
 from .kernel import Kernel, default_kernel, probe
@@ -36,6 +36,10 @@ def _info(k: Kernel, fd: int) -> LinkInfo:
     probe.require(k, probe.LINK_INFO)
     raw = uapi.LinkInfo.scratch()  # read before the next link's info
     _bpf.get_info(k, fd, raw, lambda: f"link fd {fd}")
+    return _from_raw(raw)
+
+
+def _from_raw(raw: uapi.LinkInfo) -> LinkInfo:
     cgroup = raw.type == LinkType.CGROUP
     return LinkInfo(raw.id, as_enum(LinkType, raw.type), raw.prog_id,
                     raw.cgroup_id if cgroup else None,
@@ -205,3 +209,19 @@ def links(*, kernel: Kernel | None = None) -> Iterator[LinkInfo]:
     k = kernel or default_kernel()
     probe.require(k, probe.LINK_INFO)
     return _bpf.infos(k, Cmd.LINK_GET_NEXT_ID, Link.by_id, "link", _info)
+
+
+def all_links(*, kernel: Kernel | None = None) -> list[LinkInfo]:
+    """Every link on the system now, as a list: what :func:`links` yields, but on the
+    host in one call of the compiled walk where it is built (a thousand links: some
+    4,000 syscalls without Python between them).  Needs CAP_SYS_ADMIN; Linux 5.8."""
+    k = kernel or default_kernel()
+    probe.require(k, probe.LINK_INFO)
+    if k.name == "host":
+        try:
+            found = _fastwalk.links()
+        except OSError as e:
+            raise _bpf.error(k, Cmd.LINK_GET_NEXT_ID, e.errno or errno.EIO, "link walk") from e
+        if found is not None:
+            return [_from_raw(uapi.LinkInfo.from_buffer_copy(r)) for r in found]
+    return list(links(kernel=k))

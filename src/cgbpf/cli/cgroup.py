@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from typing import Any
 
-from ..cgroup import Cgroup
-from ..errors import BpfError, NotACgroup2
+from ..cgroup import Cgroup, Query, query_tree
+from ..errors import BpfError
 from ..kernel import Kernel
 from ..link import Link, LinkInfo
 from ..program import Program, programs
@@ -76,15 +76,13 @@ class Names:
         return self.names[prog_id]
 
 
-def entries(cg: Cgroup, types: Iterable[AttachType], effective: bool, names: Names,
-            hooks: dict[tuple[int, int], list[LinkInfo]]) -> list[dict[str, Any]]:
-    """bpftool's program entries of one cgroup, with the link that owns each."""
+def entries(cgroup_id: int, hooks: Iterable[tuple[AttachType | int, Query]],
+            effective: bool, names: Names,
+            links: dict[tuple[int, int], list[LinkInfo]]) -> list[dict[str, Any]]:
+    """bpftool's program entries of one cgroup's hooks, with the link that owns each."""
     out: list[dict[str, Any]] = []
-    for at in types:
-        q = cg.query(at, effective=effective)
-        if not q.programs:
-            continue
-        free = [] if effective else list(hooks.get((cg.id, int(at)), ()))
+    for at, q in hooks:
+        free = [] if effective else list(links.get((cgroup_id, int(at)), ()))
         for p in q.programs:
             d: dict[str, Any] = {"id": p.id, "attach_type": type_name(at)}
             if not effective:
@@ -121,8 +119,9 @@ def show(k: Kernel, w: Words, o: Output) -> int:
     effective = bool(w.keyword("effective"))
     w.done()
     with Cgroup.open(path, kernel=k) as cg:
-        hooks = {} if effective else by_hook(all_links(k))
-        progs = entries(cg, supported_types(k), effective, Names(k), hooks)
+        links = {} if effective else by_hook(all_links(k))
+        progs = entries(cg.id, ((at, cg.query(at, effective=effective))
+                                for at in supported_types(k)), effective, Names(k), links)
     if o.json:
         o.emit([{key: v for key, v in d.items()} for d in progs])
     else:
@@ -130,19 +129,6 @@ def show(k: Kernel, w: Words, o: Output) -> int:
         for line in text_lines(progs):
             o.line(line)
     return 0
-
-
-def walk(k: Kernel, root: str) -> Iterable[str]:
-    """Every cgroup of the subtree, parents first, children by name."""
-    stack = [root]
-    while stack:
-        path = stack.pop()
-        yield path
-        try:
-            children = k.cgroup_children(path)
-        except OSError:
-            continue  # removed during the walk
-        stack.extend(os.path.join(path, n) for n in sorted(children, reverse=True))
 
 
 def in_use(k: Kernel, types: list[AttachType]) -> list[AttachType]:
@@ -159,16 +145,11 @@ def tree(k: Kernel, w: Words, o: Output) -> int:
     effective = bool(w.keyword("effective"))
     w.done()
     root = os.path.normpath(root)
-    types = in_use(k, supported_types(k))
     names = Names(k)
-    hooks = {} if effective else by_hook(all_links(k))
-    found: list[tuple[str, list[dict[str, Any]]]] = []
-    for path in walk(k, root):
-        try:
-            with Cgroup.open(path, kernel=k) as cg:
-                found.append((path, entries(cg, types, effective, names, hooks)))
-        except (FileNotFoundError, NotACgroup2):
-            continue  # removed during the walk, or another file system mounted there
+    links = {} if effective else by_hook(all_links(k))
+    found = [(e.path, entries(e.id, e.hooks, effective, names, links))
+             for e in query_tree(root, in_use(k, supported_types(k)), effective=effective,
+                                 kernel=k)]
     if o.json:
         o.emit([{"cgroup": p, "programs": progs} for p, progs in found if progs])
         return 0

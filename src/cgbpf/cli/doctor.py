@@ -38,7 +38,7 @@ from .. import _bpf, uapi
 from ..cgroup import Cgroup, tree
 from ..errors import BpfError
 from ..kernel import Kernel, default_kernel
-from ..link import LinkInfo, links
+from ..link import LinkInfo, all_links
 from ..program import Program, programs
 from ..uapi import AttachMode, AttachType, LinkType
 from .link import pin_files
@@ -190,12 +190,12 @@ def findings(kernel: Kernel | None = None, root: str | None = None,
 
     cgroups = _cgroups(k)
     paths = {cid: path for path, cid in cgroups.items()}
-    all_links = list(links(kernel=k))
+    every = all_links(kernel=k)
     out: list[Finding] = []
 
     # (a), (b): links.
     link_owned: dict[tuple[int, int, int], int] = {}
-    for li in all_links:
+    for li in every:
         if li.type != LinkType.CGROUP:
             continue
         mine = link_pins.get(li.id, [])
@@ -228,7 +228,7 @@ def findings(kernel: Kernel | None = None, root: str | None = None,
                 actions=[("unpin", p, li.id, "link") for p in mine]))
 
     # (c), (d): hooks.  Every hook of the tree, to know which programs are attached.
-    attached: set[int] = {li.prog_id for li in all_links}
+    attached: set[int] = {li.prog_id for li in every}
     for path, at, mode, ids in _hooks(k, sorted(cgroups)):
         attached.update(ids)
         if not _under(path, root):

@@ -11,7 +11,8 @@ from typing import Any
 from ..cgroup import tree
 from ..errors import BpfError
 from ..kernel import Kernel, probe
-from ..link import Link, LinkInfo, links
+from ..link import Link, LinkInfo
+from ..link import all_links as every_link
 from ..program import Program
 from ..uapi import LinkType
 from .names import Words, open_link, open_prog, type_name
@@ -52,7 +53,7 @@ def all_links(k: Kernel) -> list[LinkInfo]:
     """Every link (none on kernels without link ids, 5.7)."""
     if not probe.supported(k, probe.LINK_INFO):
         return []
-    return list(links(kernel=k))
+    return every_link(kernel=k)
 
 
 def by_hook(infos: Iterable[LinkInfo]) -> dict[tuple[int, int], list[LinkInfo]]:
