@@ -33,7 +33,7 @@ def mirror(k: Kernel, host_dir: str) -> str:
         k.mkdir(path)
     for top, dirs, _ in os.walk(host_dir):
         for d in sorted(dirs):
-            k.mkdir(os.path.join(path, os.path.relpath(top, host_dir), d).replace("/./", "/"))
+            k.mkdir(os.path.normpath(os.path.join(path, os.path.relpath(top, host_dir), d)))
     return path
 
 
