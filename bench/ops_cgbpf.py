@@ -58,8 +58,9 @@ def measure(k: Kernel, op: str, n: int, path: str, extra: str,
              for _ in range(count)]
     if op == "load_object":
         return per_op(lambda i: Collection.load(extra, k).close(), n)
-    if op == "prog_load":
-        return per_op(lambda i: Program.load(asm.return_program(1), ProgType.CGROUP_SKB,
+    if op == "prog_load":  # the instructions encoded once, as the C variant has them
+        code = asm.assemble(asm.return_program(1))
+        return per_op(lambda i: Program.load(code, ProgType.CGROUP_SKB,
                                              expected_attach_type=EGRESS, name="bench",
                                              kernel=k).close(), n)
     if op == "siblings":
