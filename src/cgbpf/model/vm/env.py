@@ -50,6 +50,6 @@ class Env:
         self.steps = 0
 
     def helper(self, helper_id: int, args: tuple[int | Ptr | object, ...]) -> int | Ptr:
-        """Call helper ``helper_id`` with R1–R5 (:mod:`.helpers`)."""
+        """Call helper ``helper_id`` with R1-R5 (:mod:`.helpers`)."""
         from .helpers import call
         return call(self, helper_id, args)

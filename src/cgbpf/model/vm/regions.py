@@ -1,4 +1,4 @@
-"""Tagged values (VM-SPEC §1.2–§1.4): a register holds a scalar (an ``int`` in
+"""Tagged values (VM-SPEC §1.2-§1.4): a register holds a scalar (an ``int`` in
 ``[0, 2**64)``), a :class:`Ptr` into a :class:`Region`, or :data:`UNINIT`.  Memory is
 reached only through a region, which checks bounds and says what the kernel would have
 said at load for an access it cannot prove."""
