@@ -15,7 +15,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from cgbpf import HEAD, AttachType, Cgroup, NotSupported, Program, ProgType, asm, uapi
+from cgbpf import HEAD, AttachMode, AttachType, Cgroup, NotSupported, Program, ProgType, asm, uapi
 from cgbpf._scratch import Scratch
 from cgbpf.btf.handle import Handle
 from cgbpf.kernel import Kernel, probe
@@ -114,6 +114,17 @@ def _update_to_other_eat(u: Use) -> str:
     return outcome(lambda: link.update(u.prog(ProgType.CGROUP_SOCK, AT.CGROUP_INET4_POST_BIND)))
 
 
+def _detach_others(u: Use) -> str:
+    """An exclusive program detached, without a prog fd, by a child with no capabilities
+    (detached again as root if it was refused)."""
+    dev = u.prog(ProgType.CGROUP_DEVICE, AT.CGROUP_DEVICE)
+    u.cg.attach(dev, mode=AttachMode.EXCLUSIVE)
+    u.stack.callback(lambda: u.cg.query(AT.CGROUP_DEVICE).ids and u.cg.detach(dev))
+    fd = u.cg.fileno()
+    return outcome(lambda: u.k.run_restricted((), lambda k: k.bpf(
+        Cmd.PROG_DETACH, uapi.ProgAttachAttr(target_fd=fd, attach_type=AT.CGROUP_DEVICE))))
+
+
 def _hook(at: AT) -> Callable[[Use], str]:
     return lambda u: outcome(lambda: u.cg.query(at))
 
@@ -179,6 +190,7 @@ USES: dict[str, tuple[Callable[[Use], str], str, str]] = {
     **{key: (_btf_kind(key), "ok", "EINVAL") for key in probe.BTF_KIND_PROBES},
     probe.TAG_SHA256: (_tag, "sha256", "sha1"),
     probe.UPDATE_EAT_CHECK: (_update_to_other_eat, "EINVAL", "ok"),
+    probe.DETACH_OTHER_NET_ADMIN: (_detach_others, "EPERM", "ok"),
 }
 _IDS = (ctypes.c_uint32 * 4)()
 

@@ -297,6 +297,30 @@ def _restricted(caps: set[str], needs: str,
     return probe
 
 
+def _detach_other_needs_net_admin(p: Prober) -> bool:
+    """PROG_DETACH of an exclusive program by a child with no capabilities: with the
+    check, EPERM without a prog fd and 0 with the program's own; without it, 0 (or, as
+    in 5.7, EPERM both ways: every detach needs CAP_NET_ADMIN there)."""
+    if not p.k.has_capability("CAP_SYS_ADMIN"):
+        raise CannotTell("the probing process lacks CAP_SYS_ADMIN")
+    at = AttachType.CGROUP_DEVICE
+    prog, (cg, _) = p.prog(ProgType.CGROUP_DEVICE, at), p.cgroup()
+    refused = []
+    for fd in (0, prog):
+        def detach(k: Kernel, fd: int = fd) -> None:
+            _sys.prog_detach(k, cg, fd, at)
+
+        p.call("PROG_ATTACH", lambda: _sys.prog_attach(p.k, cg, prog, at, flags=0))
+        try:
+            p.k.run_restricted((), detach)
+        except OSError as e:
+            if e.errno != errno.EPERM:
+                raise CannotTell(f"gave {errno.errorcode.get(e.errno or 0)}") from e
+            p.call("PROG_DETACH", lambda: _sys.prog_detach(p.k, cg, prog, at))
+            refused.append(fd)
+    return refused == [0]
+
+
 def _prog_flag(flag: int) -> Callable[[Prober], bool]:
     """PROG_LOAD with ``flag`` and no instructions: the flags are checked first, so a
     kernel that knows the flag says E2BIG (insn_cnt 0), one that does not EINVAL."""
@@ -335,6 +359,7 @@ BTF_KIND_PROBES = {
 LINKS, LINK_INFO, LINK_DETACH = "links", "link_ids", "link_detach"
 PREORDER_ATTACH, PREORDER_LINK, MPROG = "preorder_attach", "preorder_link", "mprog_cgroup"
 UPDATE_EAT_CHECK, TAG_SHA256 = "update_eat_check", "tag_sha256"
+DETACH_OTHER_NET_ADMIN = "detach_other_net_admin"
 
 _EG = AttachType.CGROUP_INET_EGRESS
 _PIN_NAME = ctypes.create_string_buffer(b"cgbpf-probe")  # OBJ_GET's path (never looked up)
@@ -443,6 +468,13 @@ FEATURES: dict[str, Feature] = {f.key: f for f in [
             " the link's attach type (as PROG_ATTACH would)",
             "LINK_UPDATE of an INET4_CONNECT link to an INET6_CONNECT program",
             _update_eat_check, mainline=False),
+    Feature(DETACH_OTHER_NET_ADMIN, "the PROG_DETACH capability check for others' programs",
+            "a stable backport (seen on a 6.18.44 build; not in the 6.18.44 measured before)",
+            "PROG_DETACH of an exclusive or override program by no prog fd or another"
+            " program's needs CAP_NET_ADMIN or CAP_SYS_ADMIN (EPERM); by its own fd it"
+            " needs nothing",
+            "PROG_DETACH of an exclusive program from a child with no capabilities",
+            _detach_other_needs_net_admin, mainline=False),
 ]}
 
 _cache: weakref.WeakKeyDictionary[Kernel, dict[str, bool]] = weakref.WeakKeyDictionary()

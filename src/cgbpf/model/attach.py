@@ -228,6 +228,9 @@ def prog_detach(proc: Process, attr: Attr) -> int:
         entry = hook.legacy_entry(prog)
     if entry is None:
         raise fail(errno.ENOENT)
+    if (entry.current is not prog and profile.has("detach_other_net_admin")
+            and not proc.net_capable()):  # 8': a backport (probe.DETACH_OTHER_NET_ADMIN)
+        raise fail(errno.EPERM)
     hook.entries.remove(entry)  # 9
     entry.current.put()
     cgroup.commit(a.attach_type)
