@@ -127,9 +127,9 @@ def prog_query(k: Kernel, target_fd: int, attach_type: int, *, query_flags: int 
     """PROG_QUERY into the buffers at those addresses: (the attr with the outputs
     ``attach_flags``, ``prog_cnt``, ``revision``; whether they all fit).  ENOSPC is not
     raised: it is the kernel saying how many entries there are for a buffer too small."""
-    attr = uapi.QueryAttr.scratch(target_fd=target_fd, attach_type=attach_type,
-                                  query_flags=query_flags, prog_ids=prog_ids,
-                                  prog_cnt=prog_cnt)
+    attr = uapi.QueryAttr.scratch()  # the hot query: fields set one by one (no **kwargs)
+    attr.target_fd, attr.attach_type, attr.query_flags = target_fd, attach_type, query_flags
+    attr.prog_ids, attr.prog_cnt = prog_ids, prog_cnt
     if prog_attach_flags or link_ids or revision:  # rare: not paid for on every query
         attr.prog_attach_flags, attr.link_ids, attr.revision = \
             prog_attach_flags, link_ids, revision

@@ -29,6 +29,8 @@ class End(enum.Enum):
 
 
 HEAD, TAIL = End.HEAD, End.TAIL
+#: A result tuple made without the Python-level ``__new__`` (a third of a 64-entry query).
+_ref = tuple.__new__
 #: A hook's mode by the low bits of its flags (3, both bits, is not a mode the kernel
 #: sets; it reads as MULTI, the bit that decides how entries combine).
 _MODES = (AttachMode.EXCLUSIVE, AttachMode.OVERRIDE, AttachMode.MULTI, AttachMode.MULTI)
@@ -440,5 +442,5 @@ class Cgroup(FdObject):
                               detail=lambda: f"{self.path} {uapi.name_of(attach_type)}"
                               + (" effective" if effective else ""))
         return Query(_MODES[raw.attach_flags & 3], raw.attach_flags, raw.revision,
-                     [ProgramRef(i, f) for i, f in zip(raw.prog_ids, raw.prog_flags,
-                                                       strict=True)] if raw.prog_ids else [])
+                     [_ref(ProgramRef, (i, f, None)) for i, f in zip(raw.prog_ids,
+                                                                    raw.prog_flags)])

@@ -432,10 +432,11 @@ class Layout(ctypes.Structure, metaclass=_LayoutType):
             inst, zeros = cls.from_buffer(buf), bytes(len(buf))
             _scratch.attrs[cls] = inst, buf, zeros
         buf[:] = zeros
-        try:
-            _struct_init(inst, **fields)
-        except AttributeError:
-            raise TypeError(_unknown(cls, fields.keys() - cls.field_names)) from None
+        if fields:
+            try:
+                _struct_init(inst, **fields)
+            except AttributeError:
+                raise TypeError(_unknown(cls, fields.keys() - cls.field_names)) from None
         return cast("L", inst)
 
 
