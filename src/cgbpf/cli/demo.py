@@ -202,14 +202,38 @@ def run(k: Kernel | str, out: Callable[[str], None] = say) -> int:
         k = model()
     where = f"Linux {os.uname().release}" if k.name == "host" else "a model of Linux 6.18"
     out(f"cgbpf demo on the {k.name} kernel ({where}), cgroup2 at {k.cgroup_root}")
+    # Ctrl-C raises where Python happens to be, which may be a __del__ (an fd object
+    # closing), where exceptions are ignored: remember it, and raise it again at the
+    # next line of the tour; a second one while cleaning up does not stop the cleanup
+    hit: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        hit.append(signum)
+        if len(hit) == 1:
+            raise KeyboardInterrupt
+
+    def step(line: str) -> None:
+        if hit:
+            raise KeyboardInterrupt
+        out(line)
+
+    try:
+        previous = signal.signal(signal.SIGINT, interrupt)
+    except ValueError:  # not the main thread: Python's own handler stays
+        previous = None
     try:
         with Scratch(k, "cgbpf-demo") as s:
-            tour(k, s, out)
+            tour(k, s, step)
+            if hit:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         out("\ninterrupted: the scratch subtree and mounts were removed")
         return 130
     except (DemoFailed, BpfError) as e:
         out(f"\nFAILED: {e} (everything the demo made was removed)")
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     out("\ndone: every cgroup, link, pin and mount the demo made is gone")
     return 0
