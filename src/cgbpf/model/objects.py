@@ -8,7 +8,10 @@ the machine runs that work later (see :mod:`cgbpf.model.machine`).
 
 Maps implement ARRAY (u32 keys, every element exists) and HASH with the kernel's
 E2BIG/ENOENT/EEXIST rules; map flags are kept (the access ones act in
-:mod:`.commands`), and a map can be frozen.  BTF objects hold a parsed BTF blob.
+:mod:`.commands`), and a map can be frozen.  Element values are mutable
+(:class:`Value`): a program holding a pointer to one (:mod:`.vm.maps`) writes the map,
+and a HASH update replaces the element as the kernel does (VM-SPEC §6.2), so a stale
+pointer sees what the kernel's would.  BTF objects hold a parsed BTF blob.
 """
 
 from __future__ import annotations
@@ -104,10 +107,25 @@ class BtfObj(Obj):
         self.btf = btf
 
 
+class Value(bytearray):
+    """One map element's bytes.  ``region`` is the VM's view of it (a map_value region,
+    made on a program's first lookup and kept, so that pointers to the same element
+    compare equal)."""
+
+    __slots__ = ("region",)
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.region: object = None
+
+
 class Map(Obj):
-    """An ARRAY or HASH map; ``data`` holds the elements that exist (keys as bytes);
-    ``btf`` (with the key and value type ids) describes them; ``frozen`` after
-    MAP_FREEZE."""
+    """An ARRAY or HASH map; ``data`` holds the elements that exist (keys as bytes; an
+    ARRAY element is made, zeroed, on first touch); ``btf`` (with the key and value type
+    ids) describes them; ``frozen`` after MAP_FREEZE.  A HASH keeps the kernel's
+    per-CPU spare element and LIFO free list (``htab_map_update_elem``): updating a
+    present key fills the spare and swaps it with the old element, a new key takes the
+    last freed element."""
 
     kind = "map"
 
@@ -121,7 +139,9 @@ class Map(Obj):
         self.btf = btf.get() if btf is not None else None
         self.btf_key_type_id, self.btf_value_type_id = btf_key_type_id, btf_value_type_id
         self.frozen = False
-        self.data: dict[bytes, bytes] = {}
+        self.data: dict[bytes, Value] = {}
+        self._spare: Value | None = None
+        self._free: list[Value] = []
 
     def free(self) -> None:
         super().free()
@@ -136,37 +156,66 @@ class Map(Obj):
         i = int.from_bytes(key, "little")
         return i if i < self.max_entries else None
 
+    def element(self, key: bytes) -> Value | None:
+        """The element a program's lookup points to (None: no such element)."""
+        elem = self.data.get(key)
+        if elem is None and self.is_array and self._index(key) is not None:
+            elem = self.data[key] = Value(self.value_size)
+        return elem
+
     def lookup(self, key: bytes) -> bytes:
+        """The syscall's lookup: a copy of the value."""
         if self.is_array:
             if self._index(key) is None:
                 raise fail(errno.ENOENT)
-            return self.data.get(key, bytes(self.value_size))
+            elem = self.data.get(key)
+            return bytes(self.value_size) if elem is None else bytes(elem)
         if key not in self.data:
             raise fail(errno.ENOENT)
-        return self.data[key]
+        return bytes(self.data[key])
 
     def update(self, key: bytes, value: bytes, flags: int) -> None:
-        """``flags``: ``ANY``, ``NOEXIST`` or ``EXIST`` (``F_LOCK`` is refused earlier)."""
-        if flags > uapi.EXIST:
+        """``flags``: ``ANY``, ``NOEXIST`` or ``EXIST``, and ``F_LOCK`` (no model map
+        has a spin lock: EINVAL), checked in the order of ``array_map_update_elem`` and
+        ``htab_map_update_elem``.  An ARRAY element is overwritten in place; a HASH
+        element is replaced."""
+        if flags & ~uapi.F_LOCK > uapi.EXIST:
             raise fail(errno.EINVAL)
         if self.is_array:
             if self._index(key) is None:
                 raise fail(errno.E2BIG)
-            if flags == uapi.NOEXIST:
+            if flags & uapi.NOEXIST:
                 raise fail(errno.EEXIST)
-        elif key in self.data and flags == uapi.NOEXIST:
+            if flags & uapi.F_LOCK:
+                raise fail(errno.EINVAL)
+            elem = self.element(key)
+            assert elem is not None
+            elem[:] = value
+            return
+        if flags & uapi.F_LOCK:
+            raise fail(errno.EINVAL)
+        old = self.data.get(key)
+        if old is not None and flags & uapi.NOEXIST:
             raise fail(errno.EEXIST)
-        elif key not in self.data and flags == uapi.EXIST:
+        if old is None and flags & uapi.EXIST:
             raise fail(errno.ENOENT)
-        elif key not in self.data and len(self.data) >= self.max_entries:
+        if old is None and len(self.data) >= self.max_entries:
             raise fail(errno.E2BIG)
-        self.data[key] = value
+        if old is not None:
+            new = self._spare if self._spare is not None else Value(self.value_size)
+            self._spare = old
+        else:
+            new = self._free.pop() if self._free else Value(self.value_size)
+        new[:] = value
+        self.data[key] = new
 
     def delete(self, key: bytes) -> None:
         if self.is_array:
             raise fail(errno.EINVAL)
-        if self.data.pop(key, None) is None:
+        elem = self.data.pop(key, None)
+        if elem is None:
             raise fail(errno.ENOENT)
+        self._free.append(elem)
 
     def next_key(self, key: bytes | None) -> bytes:
         """``BPF_MAP_GET_NEXT_KEY``: the first key if ``key`` is None or absent."""
@@ -204,6 +253,8 @@ class Prog(Obj):
         #: The program's BTF and its func_info/line_info records (8 and 16 bytes each).
         self.btf = btf.get() if btf is not None else None
         self.func_info, self.line_info = func_info, line_info
+        #: the VM's decoded form (:func:`.vm.interp.code`), made on the first run
+        self.vm_code: object = None
 
     def free(self) -> None:
         super().free()

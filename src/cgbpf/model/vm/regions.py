@@ -99,7 +99,7 @@ def _value_bytes(value: int | Ptr, n: int, strict: bool) -> bytes:
     return (value & ((1 << (8 * n)) - 1)).to_bytes(n, "little")
 
 
-def _from_bytes(data: bytes, signed: bool) -> int:
+def _from_bytes(data: bytes | bytearray, signed: bool) -> int:
     v = int.from_bytes(data, "little", signed=signed)
     return v & M64
 
