@@ -3,7 +3,6 @@ legacy attach/detach, and pinned links."""
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Iterable
 from contextlib import ExitStack
@@ -17,7 +16,7 @@ from ..program import Program, programs
 from ..uapi import CGROUP_PROG_TYPE, F_ALLOW_MULTI, F_ALLOW_OVERRIDE, AttachMode, AttachType
 from .link import all_links, by_hook
 from .names import UsageError, Words, attach_type, open_link, open_prog, supported_types, type_name
-from .output import HEADER, Output, options, row
+from .output import HEADER, Output, row, verb_group
 
 PROG = "id ID | pinned PATH | name NAME"
 USAGE = {
@@ -40,18 +39,11 @@ examples:
   cgbpf cgroup detach web connect4 name allow_local"""
 
 
-def register(sub: Any) -> None:
-    parent = options()
-    p = sub.add_parser("cgroup", help="what is attached to cgroups; attach, detach, link",
-                       description=__doc__, epilog="usage:\n  " + "\n  ".join(USAGE.values())
-                       + "\n\n" + EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    verbs = p.add_subparsers(dest="verb", required=True)
-    for verb, fn in (("show", show), ("tree", tree), ("attach", attach), ("detach", detach),
-                     ("link", link)):
-        v = verbs.add_parser(verb, parents=[parent], usage=USAGE[verb], epilog=EXAMPLES,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        v.add_argument("words", nargs="*", help=argparse.SUPPRESS)
-        v.set_defaults(run=fn, usage=USAGE[verb])
+def register(sub: Any, *, full: bool = True) -> None:
+    verb_group(sub, "cgroup", "what is attached to cgroups; attach, detach, link",
+               __doc__ or "", USAGE, EXAMPLES,
+               (("show", show), ("tree", tree), ("attach", attach), ("detach", detach),
+                ("link", link)), full=full)
 
 
 def flags_str(flags: int) -> str:

@@ -42,6 +42,7 @@ from ..link import LinkInfo, all_links
 from ..program import Program, programs
 from ..uapi import AttachMode, AttachType, LinkType
 from .link import pin_files
+from .output import Formatter
 
 #: Finding kinds, in report order.
 KINDS = ("defunct_link", "cgroup_gone", "exclusive_at_root", "legacy_orphan", "stale_pin")
@@ -418,7 +419,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     """Add ``doctor`` and ``prune`` to the subparsers ``sub``."""
-    fmt = argparse.RawDescriptionHelpFormatter
+    fmt = Formatter
     d = sub.add_parser("doctor", help="report defunct links, orphaned programs, stale pins",
                        description=__doc__.split("\n\n")[0], epilog=_DOCTOR_EPILOG,
                        formatter_class=fmt)

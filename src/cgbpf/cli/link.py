@@ -3,7 +3,6 @@ pins found, defunct links said so)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -16,7 +15,7 @@ from ..link import all_links as every_link
 from ..program import Program
 from ..uapi import LinkType
 from .names import Words, open_link, open_prog, type_name
-from .output import Output, options
+from .output import Output, verb_group
 
 LINK = "id ID | pinned PATH"
 PROG = "id ID | pinned PATH | name NAME"
@@ -34,17 +33,9 @@ EXAMPLES = """examples:
   cgbpf link detach id 12"""
 
 
-def register(sub: Any) -> None:
-    parent = options()
-    p = sub.add_parser("link", help="show, pin, update, detach bpf_links",
-                       description=__doc__, epilog="usage:\n  " + "\n  ".join(USAGE.values())
-                       + "\n\n" + EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    verbs = p.add_subparsers(dest="verb", required=True)
-    for verb, fn in (("show", show), ("pin", pin), ("update", update), ("detach", detach)):
-        v = verbs.add_parser(verb, parents=[parent], usage=USAGE[verb],
-                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-        v.add_argument("words", nargs="*", help=argparse.SUPPRESS)
-        v.set_defaults(run=fn, usage=USAGE[verb])
+def register(sub: Any, *, full: bool = True) -> None:
+    verb_group(sub, "link", "show, pin, update, detach bpf_links", __doc__ or "", USAGE, EXAMPLES,
+               (("show", show), ("pin", pin), ("update", update), ("detach", detach)), full=full)
 
 
 # What the other commands share: links by hook, cgroup paths by id, pins by id.

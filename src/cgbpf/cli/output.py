@@ -3,7 +3,10 @@ state; colour only on a terminal) and bpftool-shaped JSON (``-j``, ``-p``)."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 
@@ -62,6 +65,47 @@ def row(cells: tuple[str, ...]) -> str:
     return " ".join(parts).rstrip()
 
 
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help layout (descriptions as written), with the terminal width found
+    without importing shutil (a few ms of every command's start-up, help or not)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            try:
+                columns = int(os.environ["COLUMNS"])
+            except (KeyError, ValueError):
+                try:
+                    columns = os.get_terminal_size(sys.__stdout__.fileno()).columns \
+                        if sys.__stdout__ else 80
+                except (ValueError, OSError):
+                    columns = 80
+            width = columns - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+Verb = Callable[..., int]
+
+
+def verb_group(sub: Any, name: str, help_: str, doc: str, usage: dict[str, str],
+               examples: str, verbs: Sequence[tuple[str, Verb]], *, full: bool) -> None:
+    """The command ``name`` with its ``verbs`` (each taking free words, run by ``fn``);
+    ``full=False`` (another command was asked for): the name and its help only."""
+    if not full:
+        sub.add_parser(name, help=help_, formatter_class=Formatter)
+        return
+    parent = options()
+    p = sub.add_parser(name, help=help_, description=doc, epilog="usage:\n  "
+                       + "\n  ".join(usage.values()) + "\n\n" + examples,
+                       formatter_class=Formatter)
+    group = p.add_subparsers(dest="verb", required=True)
+    for verb, fn in verbs:
+        v = group.add_parser(verb, parents=[parent], usage=usage[verb], epilog=examples,
+                             formatter_class=Formatter)
+        v.add_argument("words", nargs="*", help=argparse.SUPPRESS)
+        v.set_defaults(run=fn, usage=usage[verb])
+
+
 _OPTIONS: list[Any] = []
 
 
@@ -70,9 +114,7 @@ def options() -> Any:
     X -j``): ``-j``, ``-p``, ``--kernel``.  Unset ones stay unset (SUPPRESS), so that the
     same options before the command are not overwritten."""
     if not _OPTIONS:
-        import argparse
-
-        p = argparse.ArgumentParser(add_help=False)
+        p = argparse.ArgumentParser(add_help=False, formatter_class=Formatter)
         p.add_argument("-j", "--json", action="store_true", default=argparse.SUPPRESS,
                        help="JSON output, bpftool's keys (plus cgbpf's own)")
         p.add_argument("-p", "--pretty", action="store_true", default=argparse.SUPPRESS,

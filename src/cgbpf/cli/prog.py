@@ -3,7 +3,6 @@ loadall``), show loaded programs."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import os
@@ -15,7 +14,7 @@ from ..kernel import Kernel
 from ..program import Program, ProgramInfo, programs
 from .link import pins
 from .names import Words, open_prog
-from .output import Output, options
+from .output import Output, verb_group
 
 PROG = "id ID | pinned PATH | name NAME"
 USAGE = {
@@ -28,17 +27,10 @@ EXAMPLES = """examples:
   cgbpf -j prog show"""
 
 
-def register(sub: Any) -> None:
-    parent = options()
-    p = sub.add_parser("prog", help="load an object's programs, show programs",
-                       description=__doc__, epilog="usage:\n  " + "\n  ".join(USAGE.values())
-                       + "\n\n" + EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    verbs = p.add_subparsers(dest="verb", required=True)
-    for verb, fn in (("load", load), ("show", show)):
-        v = verbs.add_parser(verb, parents=[parent], usage=USAGE[verb], epilog=EXAMPLES,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        v.add_argument("words", nargs="*", help=argparse.SUPPRESS)
-        v.set_defaults(run=fn, usage=USAGE[verb])
+def register(sub: Any, *, full: bool = True) -> None:
+    verb_group(sub, "prog", "load an object's programs, show programs", __doc__ or "",
+               USAGE, EXAMPLES,
+               (("load", load), ("show", show)), full=full)
 
 
 def load(k: Kernel, w: Words, o: Output) -> int:
