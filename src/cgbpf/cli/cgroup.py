@@ -152,29 +152,30 @@ def tree(k: Kernel, w: Words, o: Output) -> int:
 def tree_text(o: Output, root: str, found: list[tuple[str, list[dict[str, Any]]]],
               effective: bool) -> None:
     """The cgroups with programs and their ancestors, as a tree below ``root`` (``found``
-    is in walk order: parents first)."""
+    is in walk order: parents first; normalised paths, so a parent is what precedes
+    the last "/", cut without posixpath's generality: a few ms on 1,000 cgroups)."""
     shown = {root}
     for path, progs in found:
         p = path
         while progs and p not in shown:
             shown.add(p)
-            p = os.path.dirname(p)
+            p = p[:p.rindex("/")]
     nodes = [(p, progs) for p, progs in found if p in shown]
     header(o, effective)
     if len(nodes) == 1 and not nodes[0][1]:
         o.line(o.bold(root) + o.dim("  (no programs attached)"))
         return
-    last_child = {os.path.dirname(p): p for p, _ in nodes}  # each parent's last shown child
+    last_child = {p[:p.rindex("/")]: p for p, _ in nodes}  # each parent's last shown child
     below = {root: ""}  # what a node's descendants' lines start with
     lines = []
     for p, progs in nodes:
         if p == root:
             lines.append(o.bold(root))
         else:
-            parent = os.path.dirname(p)
+            parent = p[:p.rindex("/")]
             end = last_child[parent] == p
             lines.append(below[parent] + ("└── " if end else "├── ")
-                         + o.bold(os.path.basename(p)))
+                         + o.bold(p[p.rindex("/") + 1:]))
             below[p] = below[parent] + ("    " if end else "│   ")
         lines.extend(text_lines(progs, below[p] + "    "))
     o.line("\n".join(lines))
