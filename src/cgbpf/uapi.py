@@ -100,6 +100,8 @@ class MapType(enum.IntEnum, metaclass=DocEnumType):
 
     HASH = 1
     ARRAY = 2
+    CGROUP_STORAGE = 19
+    PERCPU_CGROUP_STORAGE = 21
 
 
 class AttachType(enum.IntEnum, metaclass=DocEnumType):

@@ -22,6 +22,7 @@ from .memory import Attr, fail
 from .objects import Link, Prog
 from .process import ObjFile, Process
 from .profiles import Profile
+from .vm import storage
 
 MULTI, OVERRIDE = uapi.F_ALLOW_MULTI, uapi.F_ALLOW_OVERRIDE
 REPLACE, PREORDER = uapi.F_REPLACE, uapi.F_PREORDER
@@ -197,6 +198,7 @@ def prog_attach(proc: Process, attr: Attr) -> int:
         target = Entry()
         hook.entries.insert(index, target)
     old, target.prog, target.preorder = target.prog, prog.get(), bool(flags & PREORDER)  # 17
+    target.storage = storage.link(prog, cgroup, a.attach_type)
     if old is not None:
         old.put()
     hook.mode = flags & (OVERRIDE | MULTI)
@@ -257,7 +259,7 @@ def prog_query(proc: Process, attr: Attr) -> int:
             and q.prog_ids and not q.prog_attach_flags):
         raise fail(errno.EINVAL)
     hook = cgroup.hook(q.attach_type)
-    ids = [p.id for p in hook.effective] if effective else [e.current.id for e in hook.entries]
+    ids = [e.current.id for e in (hook.effective if effective else hook.entries)]
     # Outputs (written on success and on ENOSPC); before 6.0 an effective query reported
     # the mode too.
     zero_flags = effective and profile.has("prog_attach_flags_query")
@@ -310,7 +312,8 @@ def link_create(proc: Process, attr: Attr) -> int:
         raise
     prog.get()  # 9
     link.cgroup = cgroup
-    hook.entries.insert(index, Entry(link=link, preorder=bool(flags & PREORDER)))
+    hook.entries.insert(index, Entry(link=link, preorder=bool(flags & PREORDER),
+                                     storage=storage.link(prog, cgroup, a.attach_type)))
     hook.mode = MULTI
     cgroup.commit(a.attach_type)
     return proc.install(ObjFile(link))

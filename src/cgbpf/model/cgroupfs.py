@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .. import uapi
 from .memory import fail
 from .objects import Defer, Link, Prog
 from .vfs import Dir, Filesystem, Node
+
+if TYPE_CHECKING:
+    from .vm.storage import Storage
 
 #: The control files every cgroup directory shows (enough to exercise "a cgroup2 file").
 CONTROL_FILES = ("cgroup.procs", "cgroup.controllers", "cgroup.subtree_control")
@@ -32,11 +36,14 @@ MULTI = uapi.AttachMode.MULTI
 
 @dataclass(eq=False)
 class Entry:
-    """One entry of a list (§3): a legacy program or a link, with its own preorder bit."""
+    """One entry of a list (§3): a legacy program or a link, with its own preorder bit
+    and the cgroup storages its program was given when attached (by storage map type,
+    :mod:`.vm.storage`; kept across LINK_UPDATE)."""
 
     prog: Prog | None = None
     link: Link | None = None
     preorder: bool = False
+    storage: dict[int, Storage] = field(default_factory=dict)
 
     @property
     def current(self) -> Prog:
@@ -48,12 +55,13 @@ class Entry:
 
 @dataclass
 class Hook:
-    """``list[C,T]``, ``mode[C,T]``, ``revision[C,T]`` and ``effective[C,T]`` (§3)."""
+    """``list[C,T]``, ``mode[C,T]``, ``revision[C,T]`` and ``effective[C,T]`` (§3); the
+    effective array holds the entries (each runs its current program with its storage)."""
 
     entries: list[Entry] = field(default_factory=list)
     mode: int = uapi.AttachMode.EXCLUSIVE
     revision: int = 1
-    effective: list[Prog] = field(default_factory=list)
+    effective: list[Entry] = field(default_factory=list)
 
     def legacy_entry(self, prog: Prog) -> Entry | None:
         """The legacy entry holding ``prog`` (link entries never match, §0 fact 5)."""
@@ -77,6 +85,7 @@ class Cgroup(Dir):
         self.holds = 0  # sockets born here + child cgroups with unreleased state
         self.hooks: dict[int, Hook] = {}
         self.procs: set[int] = set()  # pids of the processes in this cgroup
+        self.storages: list[Storage] = []  # cgroup storages made here, freed at release
         for name in CONTROL_FILES:
             self.children[name] = Node(fs, 0o644, 0)
         if isinstance(parent, Cgroup):
@@ -138,6 +147,9 @@ class Cgroup(Dir):
                 else:
                     entry.current.put()
         self.hooks.clear()
+        for st in self.storages:
+            st.map.drop(st)
+        self.storages.clear()
         if self.up is not None:
             self.up.unhold()
 
@@ -149,7 +161,7 @@ class Cgroup(Dir):
             hook = self.hooks[attach_type] = Hook()
         return hook
 
-    def compute_effective(self, attach_type: int) -> list[Prog]:
+    def compute_effective(self, attach_type: int) -> list[Entry]:
         """§6: walk C, parent, ..., root; a level counts if nothing was collected below it
         or it is MULTI.  PREORDER entries first, root-most level first; then the others,
         C's level first; list order within a level."""
@@ -160,8 +172,8 @@ class Cgroup(Dir):
             if hook is not None and hook.entries and (not levels or hook.mode == MULTI):
                 levels.append(hook.entries)
             c = c.parent
-        out = [e.current for level in reversed(levels) for e in level if e.preorder]
-        out += [e.current for level in levels for e in level if not e.preorder]
+        out = [e for level in reversed(levels) for e in level if e.preorder]
+        out += [e for level in levels for e in level if not e.preorder]
         return out
 
     def commit(self, attach_type: int) -> None:
@@ -174,7 +186,7 @@ class Cgroup(Dir):
         hook.effective = self.compute_effective(attach_type)
         self._inherit(attach_type, hook.effective)
 
-    def _inherit(self, attach_type: int, effective: list[Prog]) -> None:
+    def _inherit(self, attach_type: int, effective: list[Entry]) -> None:
         """Recompute the effective arrays below this cgroup, whose own array is
         ``effective``, parents first.  A cgroup with an empty list has its parent's
         array (§6: it adds no level), so it shares that list object and costs one

@@ -21,6 +21,7 @@ from .memory import Attr, fail
 from .objects import BtfObj, IdSpace, Link, Map, Obj, Prog
 from .process import ObjFile, Process, open_flags, verified_insns
 from .vfs import PATH_MAX, Dir, R, W
+from .vm import storage
 
 Handler = Callable[[Process, Attr], int]
 
@@ -61,7 +62,9 @@ _ACCESS = uapi.F_RDONLY | uapi.F_WRONLY | uapi.F_RDONLY_PROG | uapi.F_WRONLY_PRO
 #: ``ARRAY_CREATE_FLAG_MASK`` and ``HTAB_CREATE_FLAG_MASK`` (6.18), of the flags these
 #: map types take (PRESERVE_ELEMS and NO_COMMON_LRU are for other array and hash types).
 MAP_FLAGS = {uapi.MapType.ARRAY: F_NUMA_NODE | uapi.F_MMAPABLE | _ACCESS | F_INNER_MAP,
-             uapi.MapType.HASH: F_NO_PREALLOC | F_NUMA_NODE | _ACCESS | F_ZERO_SEED}
+             uapi.MapType.HASH: F_NO_PREALLOC | F_NUMA_NODE | _ACCESS | F_ZERO_SEED,
+             # LOCAL_STORAGE_CREATE_FLAG_MASK
+             **dict.fromkeys(storage.TYPES, F_NUMA_NODE | _ACCESS)}
 
 
 def bpf(proc: Process, cmd: int, attr_obj: Any, size: int | None) -> int:
@@ -114,9 +117,12 @@ def map_create(proc: Process, attr: Attr) -> int:
         raise fail(errno.EINVAL)
     is_array = a.map_type == uapi.MapType.ARRAY
     prog_side = uapi.F_RDONLY_PROG | uapi.F_WRONLY_PROG
-    if (0 in (a.max_entries, a.key_size, a.value_size)
-            or a.map_flags & ~MAP_FLAGS[uapi.MapType(a.map_type)]
-            or a.map_flags & prog_side == prog_side or (is_array and a.key_size != 4)):
+    if (a.map_flags & ~MAP_FLAGS[uapi.MapType(a.map_type)]
+            or a.map_flags & prog_side == prog_side):
+        raise fail(errno.EINVAL)
+    if a.map_type in storage.TYPES:
+        storage.check_create(a)
+    elif 0 in (a.max_entries, a.key_size, a.value_size) or (is_array and a.key_size != 4):
         raise fail(errno.EINVAL)
     elem = (a.value_size + 7) // 8 * 8 + (0 if is_array else a.key_size)
     if (a.key_size > HASH_KEY_MAX or a.value_size > MAP_VALUE_MAX
@@ -129,7 +135,8 @@ def map_create(proc: Process, attr: Attr) -> int:
     types = proc.obj(a.btf_fd, BtfObj) if a.btf_key_type_id or a.btf_value_type_id else None
     if types is not None:
         _map_check_btf(types.btf, a)
-    new = Map(m.maps, m.defer, map_type=a.map_type, key_size=a.key_size,
+    cls = storage.StorageMap if a.map_type in storage.TYPES else Map
+    new = cls(m.maps, m.defer, map_type=a.map_type, key_size=a.key_size,
               value_size=a.value_size, max_entries=a.max_entries,
               flags=a.map_flags & ~(uapi.F_RDONLY | uapi.F_WRONLY), name=name, btf=types,
               btf_key_type_id=a.btf_key_type_id if types else 0,
