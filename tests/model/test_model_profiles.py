@@ -173,5 +173,7 @@ def test_custom_profiles() -> None:
         Profile.of("4.19")
     with pytest.raises(ValueError, match="host"):
         Profile.of("6.18.44")  # a stable version string does not tell the backports
-    # mainline 6.18 as released has every feature but the CVE-2025-40123 backport
-    assert set(Profile.of("6.18").features) == set(FEATURES) - {"update_eat_check"}
+    # mainline 6.18 as released has every feature but the backports (CVE-2025-40123's,
+    # the detach capability check)
+    assert set(Profile.of("6.18").features) == set(FEATURES) - {"update_eat_check",
+                                                               "detach_other_net_admin"}
