@@ -21,6 +21,7 @@ from .memory import fail
 from .process import DirFile, ObjFile, Process, SocketFile
 from .profiles import Profile
 from .vfs import Cred, Dir, Node, R, W, top
+from .vm import events
 
 
 class ModelKernel:
@@ -94,6 +95,61 @@ class ModelKernel:
         if not isinstance(node, Cgroup):
             raise fail(errno.EINVAL)
         return self._proc.install(SocketFile(node))
+
+    # --- events: system calls that run cgroup programs (:mod:`.vm.events`) ----------
+
+    def enter(self, cgroup_path: str) -> None:
+        """Move this process into ``cgroup_path`` (its later sockets belong there)."""
+        self.move_process(cgroup_path, 0)
+
+    def send_udp(self, host: str, port: int, data: bytes = b"x") -> int:
+        """``sendto()`` of one datagram from a new UDP socket: bytes sent (EPERM when
+        an egress program denies)."""
+        self._enter()
+        return events.send_udp(self._proc, host, port, data)
+
+    def bind(self, host: str, port: int) -> tuple[str, int]:
+        """``bind()`` of a new UDP socket kept open as a receiver: the bound address."""
+        self._enter()
+        return events.bind(self._proc, host, port)
+
+    def recv(self, host: str, port: int) -> bytes | None:
+        """The next datagram that reached this process's socket bound to (host, port),
+        or None."""
+        self._enter()
+        return events.recv(self._proc, host, port)
+
+    def connect(self, host: str, port: int) -> tuple[str, int] | int:
+        """``connect()`` of a new UDP socket: the address connected to (as connect
+        programs rewrote it), or the positive value a program made connect() return."""
+        self._enter()
+        return events.connect(self._proc, host, port)
+
+    def setsockopt(self, level: int, name: int, value: int | bytes) -> None:
+        """``setsockopt()`` on a new UDP socket (an int value: 4 bytes)."""
+        self._enter()
+        events.setsockopt(self._proc, level, name, value)
+
+    def getsockopt(self, level: int, name: int, optlen: int = 4) -> bytes:
+        """``getsockopt()`` on a new UDP socket: the bytes the caller receives."""
+        self._enter()
+        return events.getsockopt(self._proc, level, name, optlen)
+
+    def sysctl_read(self, name: str) -> str:
+        """One read of ``/proc/sys/<name>`` ("net/ipv4/ip_default_ttl" or dotted)."""
+        self._enter()
+        return events.sysctl_read(self._proc, name)
+
+    def sysctl_write(self, name: str, value: str) -> None:
+        """A write of ``value`` to ``/proc/sys/<name>``."""
+        self._enter()
+        events.sysctl_write(self._proc, name, value)
+
+    def open_device(self, kind: str, major: int, minor: int, access: str = "r") -> None:
+        """Open (``access`` "r", "w", "rw") or mknod ("m") a device ``kind`` "c" or
+        "b": EPERM when a device program denies."""
+        self._enter()
+        events.open_device(self._proc, kind, major, minor, access)
 
     def settle(self) -> None:
         """Run all deferred kernel work now (pin-unlink detach, cgroup release)."""
