@@ -6,6 +6,7 @@ said at load for an access it cannot prove."""
 from __future__ import annotations
 
 import errno
+import struct
 from itertools import count
 from typing import TYPE_CHECKING, Final
 
@@ -104,6 +105,15 @@ def _from_bytes(data: bytes | bytearray, signed: bool) -> int:
     return v & M64
 
 
+#: little-endian (un)packers by (size, signed) and size: the stack's hot path
+_UNPACK = {(n, sg): struct.Struct("<" + (c.lower() if sg else c)).unpack_from
+           for n, c in ((1, "B"), (2, "H"), (4, "I"), (8, "Q")) for sg in (False, True)}
+_PACK = {n: struct.Struct("<" + c).pack_into for n, c in ((1, "B"), (2, "H"), (4, "I"),
+                                                          (8, "Q"))}
+_MASK = {n: (1 << 8 * n) - 1 for n in (1, 2, 4, 8)}
+_ONES = {n: b"\x01" * n for n in (1, 2, 4, 8)}
+
+
 class Mem(Region):
     """Plain bytes: a map value, packet data, helper memory.  Unaligned access is allowed
     (x86); out of bounds is what the verifier would have refused."""
@@ -179,7 +189,7 @@ class Stack(Region):
             self.lowest = off
 
     def _initialised(self, off: int, n: int) -> None:
-        if self.uninit == "error" and 0 in self.init[off:off + n]:
+        if self.uninit == "error" and self.init.find(0, off, off + n) >= 0:
             raise NondeterministicValue(f"read of uninitialised stack fp{off - STACK_SIZE}")
 
     def load(self, off: int, n: int, signed: bool = False) -> int | Ptr:
@@ -191,19 +201,21 @@ class Stack(Region):
                     raise VerifierWouldReject(errno.EACCES, "invalid size of register fill")
                 return self.spills[slot]
         self._initialised(off, n)
-        return _from_bytes(self.buf[off:off + n], signed)
+        v: int = _UNPACK[n, signed](self.buf, off)[0]
+        return v & M64
 
     def store(self, off: int, n: int, value: int | Ptr) -> None:
         self._check(off, n, "write")
-        slot = off & ~7
-        if isinstance(value, Ptr) and n == 8:
-            self.spills[slot] = value
+        if value.__class__ is int:
+            if self.spills:
+                self.spills.pop(off & ~7, None)
+            _PACK[n](self.buf, off, value & _MASK[n])
+        elif isinstance(value, Ptr) and n == 8:
+            self.spills[off] = value
             self.buf[off:off + 8] = _value_bytes(value, 8, False)
         else:
-            if self.spills:
-                self.spills.pop(slot, None)
-            self.buf[off:off + n] = _value_bytes(value, n, True)
-        self.init[off:off + n] = b"\x01" * n
+            raise NondeterministicValue(f"part of pointer {value!r} stored as a number")
+        self.init[off:off + n] = _ONES[n]
 
     def read_bytes(self, off: int, n: int) -> bytes:
         if off < 0 or off + n > STACK_SIZE:
