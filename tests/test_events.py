@@ -1,7 +1,8 @@
 """Events that run cgroup programs, the same on both kernels: on the host a forked child
 in the scratch cgroup makes the real syscalls (loopback only; sysctls only read, or
 written where a program denies the write; /dev/null only); on the model a model process
-in the same cgroup makes the same calls (``ModelKernel.process()``, :mod:`cgbpf.model.vm.events`)."""
+in the same cgroup makes the same calls (``ModelKernel.process()``,
+:mod:`cgbpf.model.vm.events`)."""
 
 from __future__ import annotations
 
@@ -267,6 +268,6 @@ def test_unavailable_helper_fails_when_run(scratch: Scratch) -> None:
         pytest.skip("the host refuses this program at load")
     cg = scratch.cgroup("helper")
     with load(kernel, [asm.call(186), *RET1], ProgType.CGROUP_SKB, EGRESS) as p, \
-            cg.link(p, EGRESS):
-        with pytest.raises(VerifierWouldReject, match="cannot use helper bpf_get_retval#186"):
-            act(kernel, cg.path, lambda a: a.send_udp("127.0.0.1", 9))
+            cg.link(p, EGRESS), \
+            pytest.raises(VerifierWouldReject, match="cannot use helper bpf_get_retval#186"):
+        act(kernel, cg.path, lambda a: a.send_udp("127.0.0.1", 9))
