@@ -15,6 +15,7 @@ import ctypes
 import errno
 import os
 import struct
+from _thread import _local as thread_local
 from typing import Any, TypeVar
 
 from .. import uapi
@@ -39,38 +40,71 @@ class _Iovec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
 
+class _BytesIovec(ctypes.Structure):
+    """An iovec over a ``bytes`` object's own buffer (a ``c_char_p`` field points into
+    it): what is written is not copied first."""
+
+    _fields_ = [("base", ctypes.c_char_p), ("len", ctypes.c_size_t)]
+
+
 _libc = ctypes.CDLL(None, use_errno=True)
-_VM_COPY = {name: getattr(_libc, name, None)
-            for name in ("process_vm_readv", "process_vm_writev")}
+_readv = getattr(_libc, "process_vm_readv", None)
+_writev = getattr(_libc, "process_vm_writev", None)
 
 
-def _copy(call: str, local: int, remote: int, n: int) -> None:
-    """Copy ``n`` bytes between a buffer of ours and user memory at ``remote``, with
-    EFAULT for memory that is not mapped (or plain memmove where the call is missing)."""
-    _check(remote, n)
-    fn = _VM_COPY[call]
-    if not n:
-        return
-    if fn is None:
-        src, dst = (remote, local) if call == "process_vm_readv" else (local, remote)
-        ctypes.memmove(dst, src, n)
-        return
-    ours, theirs = _Iovec(local, n), _Iovec(remote, n)
-    if fn(os.getpid(), ctypes.byref(ours), 1, ctypes.byref(theirs), 1, 0) != n:
+class _Iovecs(thread_local):
+    """This thread's iovecs, made once (a copy is a syscall; its arguments need not be
+    made anew each time)."""
+
+    def __init__(self) -> None:
+        self.ours, self.theirs, self.data = _Iovec(), _Iovec(), _BytesIovec()
+        self.refs = (ctypes.byref(self.ours), ctypes.byref(self.theirs),
+                     ctypes.byref(self.data))
+
+
+_iov = _Iovecs()
+
+
+def _remote(ptr: int, n: int) -> Any:
+    """This thread's iovec for user memory at ``ptr`` (EFAULT outside user space)."""
+    if n and not USER_MIN <= ptr <= USER_MAX - n:
         raise fail(errno.EFAULT)
+    io = _iov
+    io.theirs.base, io.theirs.len = ptr, n
+    return io
 
 
 def read(ptr: int, n: int) -> bytes:
-    """``copy_from_user(ptr, n)``."""
+    """``copy_from_user(ptr, n)``: EFAULT for memory that is not mapped (or a plain copy
+    where process_vm_readv is missing)."""
+    io = _remote(ptr, n)
     buf = ctypes.create_string_buffer(n)
-    _copy("process_vm_readv", ctypes.addressof(buf), ptr, n)
+    if not n:
+        return b""
+    if _readv is None:
+        ctypes.memmove(buf, ptr, n)
+        return buf.raw
+    io.ours.base, io.ours.len = ctypes.addressof(buf), n
+    if _readv(os.getpid(), io.refs[0], 1, io.refs[1], 1, 0) != n:
+        raise fail(errno.EFAULT)
     return buf.raw
 
 
 def write(ptr: int, data: bytes) -> None:
-    """``copy_to_user(ptr, data)``."""
-    buf = ctypes.create_string_buffer(data, len(data))
-    _copy("process_vm_writev", ctypes.addressof(buf), ptr, len(data))
+    """``copy_to_user(ptr, data)``: EFAULT for memory that is not mapped."""
+    n = len(data)
+    io = _remote(ptr, n)
+    if not n:
+        return
+    if _writev is None:
+        ctypes.memmove(ptr, data, n)
+        return
+    io.data.base, io.data.len = data, n
+    try:
+        if _writev(os.getpid(), io.refs[2], 1, io.refs[1], 1, 0) != n:
+            raise fail(errno.EFAULT)
+    finally:
+        io.data.base = None  # no reference to ``data`` left behind
 
 
 def read_str(ptr: int, limit: int) -> bytes:

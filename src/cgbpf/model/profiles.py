@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import uapi
@@ -76,11 +76,16 @@ class Profile:
 
     name: str
     features: frozenset[str]
+    #: the cgroup attach types this kernel knows, by number (asked on every command)
+    _attach_types: frozenset[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         unknown = set(self.features) - FEATURES.keys()
         if unknown:
             raise ValueError(f"unknown features {sorted(unknown)}; known: {sorted(FEATURES)}")
+        known = {int(t) for t in uapi.CGROUP_PROG_TYPE
+                 if ATTACH_TYPE_FEATURE.get(uapi.AttachType(t)) in (None, *self.features)}
+        object.__setattr__(self, "_attach_types", frozenset(known))
 
     @classmethod
     def of(cls, version: str) -> Profile:
@@ -151,10 +156,7 @@ class Profile:
 
     def knows_attach_type(self, value: int) -> bool:
         """Whether ``value`` is a cgroup attach type on this kernel (§2.1)."""
-        if value not in uapi.CGROUP_PROG_TYPE:
-            return False
-        feature = ATTACH_TYPE_FEATURE.get(uapi.AttachType(value))
-        return feature is None or self.has(feature)
+        return value in self._attach_types
 
     def last_field(self, cmd: int) -> tuple[type[uapi.Layout], str] | None:
         """The last attr field of ``cmd`` on this kernel, as (layout, field); None for
