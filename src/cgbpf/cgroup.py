@@ -442,5 +442,5 @@ class Cgroup(FdObject):
                               detail=lambda: f"{self.path} {uapi.name_of(attach_type)}"
                               + (" effective" if effective else ""))
         return Query(_MODES[raw.attach_flags & 3], raw.attach_flags, raw.revision,
-                     [_ref(ProgramRef, (i, f, None)) for i, f in zip(raw.prog_ids,
-                                                                    raw.prog_flags)])
+                     [_ref(ProgramRef, (i, f, None))
+                      for i, f in zip(raw.prog_ids, raw.prog_flags, strict=True)])
