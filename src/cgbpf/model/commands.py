@@ -298,7 +298,8 @@ def prog_load(proc: Process, attr: Attr) -> int:
         # check_attach_btf_id: after the structural checks, before the walk (measured)
         if a.prog_flags & uapi.F_SLEEPABLE and ptype not in SLEEPABLE_TYPES:
             raise verifier.Rejected(errno.EINVAL, SLEEPABLE_LOG)
-        enforce = verifier.check_return(ptype, eat, insns)
+        enforce = verifier.check_return(ptype, eat, insns, maps,
+                                        global_funcs=bool(func_info))
     except verifier.Rejected as e:
         _log(a.log_level, a.log_buf, a.log_size, e.log + "\n")
         raise fail(e.errno) from None

@@ -1,27 +1,45 @@
 """What the model checks at PROG_LOAD (§2) and the program tag.
 
-This is **not** a verifier: it does not track registers, stack, pointer types or helper
-arguments, and it runs nothing.  It rejects what a structural pass can see, with EINVAL
-and a one-line log: unknown opcodes, registers above r10, writes to r10, incomplete or
+This is **not** the kernel's verifier.  First a structural pass (:func:`check`) rejects
+what it can see, with EINVAL and a one-line log: unknown opcodes, registers above r10,
 malformed ``ld_imm64`` pairs, jumps out of range or into the middle of an ``ld_imm64``,
 unreachable instructions, a last instruction that is neither ``exit`` nor ``ja``, unknown
-helper IDs, bpf-to-bpf calls out of range; ``ld_imm64`` map references must be map fds
-(bad fd: EBADF, not a map: EINVAL), and a map value (``PSEUDO_MAP_VALUE``, global data)
-must be of a one-entry ARRAY.  Accesses through a map value pointer are checked where
-they are plain to see: a load or store through the register the ``ld_imm64`` set, before
-anything else writes that register or the code branches (a store into a RDONLY_PROG
-map, a load from a WRONLY_PROG one, out of the value: EACCES).  A pointer moved to
-another register, or one from ``bpf_map_lookup_elem``, is not followed.
+helper IDs, bpf-to-bpf calls out of range (and a write to r10: EACCES, "frame pointer is
+read only"); ``ld_imm64`` map references must be map fds (bad fd: EBADF, not a map:
+EINVAL), and a map value (``PSEUDO_MAP_VALUE``, global data) must be of a one-entry
+ARRAY.  Accesses through a map value pointer are checked where they are plain to see: a
+load or store through the register the ``ld_imm64`` set, before anything else writes
+that register or the code branches (a store into a RDONLY_PROG map, a load from a
+WRONLY_PROG one, out of the value: EACCES).
+
+Then :func:`check_return` walks every path (:mod:`.verify_paths`) and refuses, as 6.18
+does and in its words, what it can prove on a path the kernel also walks: a register
+read before it is written (``R2 !read_ok``, also R1-R5 after a call and R6-R9 in a
+callee; EACCES), a stack access below fp-512, at or above fp+0 or misaligned, a narrow
+fill of a spilled pointer, a load through a scalar or an unchecked lookup result,
+through a modified ctx pointer (EACCES), pointer arithmetic the kernel forbids (on map
+pointers and maybe-NULL values, bitwise, 32-bit, subtraction from fp: EACCES), helper
+arguments of the wrong kind for ``map_lookup_elem``/``update``/``delete`` and
+``get_local_storage`` (EACCES), a subprogram returning a stack pointer, and at exit a
+pointer or a return value outside the hook's range (``check_return_code``: EINVAL,
+``At program exit the register R0 has smin=0 smax=4294967295 should have been in [0,
+1]``).  Ranges come from constants, sized loads (ctx fields, map values), 64-bit
+add/sub/neg and conditional jumps against constants, with copies (and spills) linked.
+
+The gap: whatever the walk does not follow it accepts (see :mod:`.verify_paths`): other
+helpers' arguments and results, context field access rules (§4), packet bounds, map
+value bounds (but the plain-to-see ones above), variable stack offsets, bit operations,
+32-bit jumps, comparisons of two unknown scalars, the combined stack depth and the call
+depth limit, global functions' BTF arguments, the loops and paths past 20,000 states.
 
 func_info and line_info (:func:`check_btf_info`) are checked as check_btf_func and
 check_btf_line do: record sizes, offsets, type ids of FUNCs, one func_info per
 subprogram (bpf-to-bpf call targets and ``PSEUDO_FUNC`` addresses), and a line_info at
 the start of each.
 
-Return values (``check_return_code``) are approximated: the values a program can return
-are taken to be the immediates of every ``mov r0, K``.  That is enough for §2.1 note (a):
-a CGROUP_SKB program for EGRESS that can return 2 or 3 gets "enforce expected attach
-type", one for INGRESS is rejected.  A value computed any other way is not seen.
+Whether the expected attach type is enforced (§2.1 note (a): a CGROUP_SKB program for
+EGRESS that can return 2 or 3) is still approximated by the immediates of every
+``mov r0, K``.
 """
 
 from __future__ import annotations
@@ -35,6 +53,7 @@ from .. import asm, uapi
 from ..asm import Insn
 from ..uapi import AttachType as A
 from ..uapi import ProgType as P
+from . import verify_paths
 from .btf import Btf
 from .objects import Map
 
@@ -162,7 +181,7 @@ def check(insns: list[Insn], maps: dict[int, Map | None]) -> list[Map]:
         if x.dst > 10 or (x.src > 10 and not pseudo_src):
             raise Rejected(errno.EINVAL, f"R{max(x.dst, x.src)} is invalid")
         if x.dst == 10 and _cls(x) in (asm.Class.ALU, asm.Class.ALU64, asm.Class.LDX, asm.Class.LD):
-            raise Rejected(errno.EINVAL, "frame pointer is read only")
+            raise Rejected(errno.EACCES, "frame pointer is read only")
         if x.code == asm.Class.JMP | CALL and x.src == 0 and not 1 <= x.imm <= MAX_HELPER_ID:
             raise Rejected(errno.EINVAL, f"invalid func unknown#{x.imm}")
         if x.code == asm.Class.JMP | CALL and x.src not in (0, PSEUDO_CALL):
@@ -287,7 +306,8 @@ def check_line_info(insns: list[Insn], btf: Btf, records: Iterable[bytes]) -> No
 
 
 def return_values(insns: list[Insn]) -> set[int]:
-    """The approximation of the values r0 can hold at exit: every ``mov r0, K``."""
+    """The immediates of every ``mov r0, K`` (what decides the expected attach type's
+    enforcement, :func:`check_return`)."""
     out = set()
     for x in insns:
         if x.dst == 0 and x.code == asm.Class.ALU64 | asm.AluOp.MOV:
@@ -297,16 +317,20 @@ def return_values(insns: list[Insn]) -> set[int]:
     return out
 
 
-def check_return(prog_type: int, eat: int, insns: list[Insn]) -> bool:
-    """``check_return_code``; returns whether to enforce the expected attach type."""
+def check_return(prog_type: int, eat: int, insns: list[Insn],
+                 maps: dict[int, Map | None] | None = None, *,
+                 global_funcs: bool = False) -> bool:
+    """The walk of every path (:mod:`.verify_paths`: ``do_check`` in part, with
+    ``check_return_code``); returns whether to enforce the expected attach type.
+    ``maps`` resolves the program's map fds (as for :func:`check`); ``global_funcs``:
+    the program has BTF func_info (its subprograms may be global)."""
     rng = RETURN_RANGE.get((prog_type, eat), RETURN_RANGE.get(prog_type))
-    values = return_values(insns)
-    for v in sorted(values):
-        if rng is not None and not rng[0] <= v <= rng[1]:
-            raise Rejected(errno.EINVAL, f"At program exit the register R0 has smin={v} "
-                                         f"smax={v} should have been in {list(rng)}")
+    try:
+        verify_paths.check(insns, maps or {}, prog_type, rng, global_funcs=global_funcs)
+    except verify_paths.Fault as e:
+        raise Rejected(e.errno, e.log) from None
     # §2.1 note (a): an EGRESS skb program that can return 2 or 3 (congestion notification)
-    return prog_type == P.CGROUP_SKB and any(v > 1 for v in values)
+    return prog_type == P.CGROUP_SKB and any(v > 1 for v in return_values(insns))
 
 
 def tag(insns: list[Insn], *, sha256: bool) -> bytes:
