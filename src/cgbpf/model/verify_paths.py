@@ -461,7 +461,7 @@ class Walk:
         value = self.relink(s, v.link, lambda w: w._replace(kind=K.VALUE, link=0))
         null = self.relink(s, v.link, lambda w: scalar(0))
         both = [null._replace(pc=null_pc), value._replace(pc=value_pc)]
-        return both if eq else both[::-1]
+        return both[::-1] if eq else both  # fall-through first
 
     def exit(self, s: State) -> list[State]:
         """EXIT: back to the caller, or ``check_return_code``."""
