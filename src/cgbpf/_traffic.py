@@ -1,6 +1,7 @@
 """Real traffic from inside a cgroup: a forked child joins the cgroup, then sends UDP on
 loopback, so cgroup programs run for real (a socket belongs to the cgroup that created
-it).  Host kernel only: the model runs no programs."""
+it).  On the model, a model process does the same with the model's sockets, and the
+programs run in its VM."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import os
 import signal
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
 
 
 def in_cgroup(path: str, fn: Callable[[], int]) -> int:
@@ -55,6 +60,31 @@ def udp_loopback(count: int = 1) -> int:
         return got
 
 
-def send_from(path: str, count: int = 1) -> int:
-    """Datagrams that got through when ``count`` are sent from inside cgroup ``path``."""
+def send_from(path: str, count: int = 1, *, kernel: Kernel | None = None) -> int:
+    """Datagrams that got through when ``count`` are sent from inside cgroup ``path``
+    (its egress and ingress programs run once per datagram): on the host, from a forked
+    child; on a model ``kernel``, from a model process."""
+    if kernel is not None and kernel.name == "model":
+        return _model_loopback(kernel, path, count)
     return in_cgroup(path, lambda: udp_loopback(count))
+
+
+def _model_loopback(kernel: Kernel, path: str, count: int) -> int:
+    """:func:`udp_loopback` by a new model process in ``path`` (it exits after)."""
+    from .model import ModelKernel
+
+    assert isinstance(kernel, ModelKernel)
+    p = kernel.process()
+    try:
+        p.enter(path)
+        rx = p.bind("127.0.0.1", 0)
+        sent = 0
+        for _ in range(count):
+            try:
+                p.send_udp(*rx, data=b"cgbpf")
+                sent += 1
+            except PermissionError:
+                pass
+        return sum(p.recv(*rx) is not None for _ in range(sent))
+    finally:
+        p.exit()
