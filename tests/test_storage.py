@@ -38,16 +38,8 @@ def adder(kernel: Kernel, m: Map, add: int = 1, attach_type: Any = EGRESS) -> Pr
 
 def send(kernel: Kernel, path: str, n: int = 1) -> None:
     """``n`` datagrams from inside the cgroup to a receiver bound there (each one egress
-    and one ingress run), as :func:`cgbpf.testing.send_from` sends them on the host."""
-    if isinstance(kernel, ModelKernel):
-        p = kernel.process()
-        p.enter(path)
-        host, port = p.bind("127.0.0.1", 0)
-        for _ in range(n):
-            p.send_udp(host, port, b"x")
-        p.exit()
-    else:
-        send_from(path, n)
+    and one ingress run)."""
+    assert send_from(path, n, kernel=kernel) == n
 
 
 def value(m: Map, cgroup_id: int, attach_type: int = EGRESS) -> int | None:
@@ -143,4 +135,31 @@ def test_ancestor_program_sees_its_own_cgroup_storage(kernel: Kernel,
             assert (value(m, parent.id), value(m, child.id)) == (3, 2)
     finally:
         one.close()
+        m.close()
+
+
+def test_percpu_storage_from_user_space(kernel: Kernel, scratch: Scratch) -> None:
+    """A PERCPU_CGROUP_STORAGE value reads and writes as one copy per possible CPU, each
+    rounded up to 8 bytes; the packets count on whichever CPU sent them."""
+    cg = scratch.cgroup("pcpu")
+    m = Map.create(MapType.PERCPU_CGROUP_STORAGE, key_size=16, value_size=4,
+                   max_entries=0, name="pcpu", kernel=kernel)
+    cpus = kernel.possible_cpus()
+    assert m.value_len == 8 * cpus
+    insns = [asm.ld_map_fd(R1, m), asm.mov64(R2, 0), asm.call(81), asm.mov64(R1, 1),
+             asm.atomic_add("w", R0, 0, R1), asm.mov64(R0, 1), asm.exit_()]
+    try:
+        with Program.load(insns, ProgType.CGROUP_SKB, expected_attach_type=EGRESS,
+                          kernel=kernel) as p, cg.link(p, EGRESS):
+            key = struct.pack("<QII", cg.id, EGRESS, 0)
+            send(kernel, cg.path, 3)
+            raw = m.lookup(key)
+            assert raw is not None and len(raw) == 8 * cpus
+            assert sum(struct.unpack_from("<I", raw, 8 * i)[0] for i in range(cpus)) == 3
+            m.update(key, bytes(8 * cpus), flags=2)  # EXIST
+            assert m.lookup(key) == bytes(8 * cpus)
+            with pytest.raises(BpfError) as e:
+                m.update(key, bytes(4))
+            assert e.value.errno == errno.EINVAL and "per possible CPU" in str(e.value)
+    finally:
         m.close()

@@ -15,6 +15,9 @@ from .errors import BpfError
 from .kernel import Kernel, default_kernel
 from .uapi import F_MMAPABLE, F_RDONLY, F_RDONLY_PROG, F_WRONLY, F_WRONLY_PROG, Cmd, MapType
 
+#: Map types whose value is one copy per possible CPU.
+PERCPU = frozenset({MapType.PERCPU_CGROUP_STORAGE})
+
 if TYPE_CHECKING:
     from .btf.handle import Handle
 
@@ -70,6 +73,10 @@ class Map(BpfObject):
     def _describe(self, info: MapInfo) -> None:
         self.id, self.type, self.name = info.id, info.type, info.name
         self.key_size, self.value_size = info.key_size, info.value_size
+        #: a lookup's or update's value: one value, or for a per-CPU map one copy per
+        #: possible CPU, each rounded up to 8 bytes (the kernel writes them all)
+        self.value_len = (-(-info.value_size // 8) * 8 * self.kernel.possible_cpus()
+                          if info.type in PERCPU else info.value_size)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"id={self.id}"
@@ -129,7 +136,7 @@ class Map(BpfObject):
 
     def lookup(self, key: bytes) -> bytes | None:
         """MAP_LOOKUP_ELEM: the value, or None if the key is absent."""
-        value = ctypes.create_string_buffer(self.value_size)
+        value = ctypes.create_string_buffer(self.value_len)
         try:
             self._elem(Cmd.MAP_LOOKUP_ELEM, key, value)
         except BpfError as e:
@@ -141,9 +148,11 @@ class Map(BpfObject):
     def update(self, key: bytes, value: bytes, *, flags: int = ANY) -> None:
         """MAP_UPDATE_ELEM (``flags``: ANY, NOEXIST or EXIST)."""
         _check.arg("Map.update", "value", value, bytes, "bytes")
-        if len(value) != self.value_size:
+        if len(value) != self.value_len:
             raise BpfError(errno.EINVAL, f"{self!r}: value of {len(value)} bytes",
-                           command="MAP_UPDATE_ELEM", hint=f"values are {self.value_size} bytes")
+                           command="MAP_UPDATE_ELEM", hint=f"values are {self.value_len} bytes"
+                           + (" (a copy per possible CPU, each rounded up to 8 bytes)"
+                              if self.value_len != self.value_size else ""))
         self._elem(Cmd.MAP_UPDATE_ELEM, key, ctypes.create_string_buffer(value, len(value)), flags)
 
     def delete(self, key: bytes) -> None:

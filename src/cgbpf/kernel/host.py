@@ -191,6 +191,11 @@ class HostKernel:
         with open(os.path.join(cgroup_path, "cgroup.procs")) as f:
             return [int(line) for line in f]
 
+    def possible_cpus(self) -> int:
+        with open("/sys/devices/system/cpu/possible") as f:  # e.g. "0-1" or "0,2-5"
+            spans = [part.split("-") for part in f.read().strip().split(",")]
+        return sum(int(s[-1]) - int(s[0]) + 1 for s in spans)
+
     def has_capability(self, name: str) -> bool:
         with open("/proc/self/status") as f:
             eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))

@@ -82,6 +82,10 @@ class Kernel(Protocol):
         """The pids in ``cgroup_path``/cgroup.procs, as listed (unsorted)."""
         ...
 
+    def possible_cpus(self) -> int:
+        """``num_possible_cpus()``: a per-CPU map value holds one copy per possible CPU."""
+        ...
+
     def has_capability(self, name: str) -> bool:
         """Whether the calling process has capability ``name`` (e.g. "CAP_BPF")."""
         ...

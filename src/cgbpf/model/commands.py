@@ -203,7 +203,7 @@ def map_update(proc: Process, attr: Attr) -> int:
     if a.flags & uapi.F_LOCK:  # without a spin lock
         raise fail(errno.EINVAL)
     key = memory.read(a.key, m.key_size)
-    m.update(key, memory.read(a.value, m.value_size), a.flags)
+    m.update(key, memory.read(a.value, m.value_len), a.flags)
     return 0
 
 

@@ -18,7 +18,7 @@ from .bpffs import BpfDir
 from .cgroupfs import Cgroup
 from .machine import CGROUP_ROOT, Machine
 from .memory import fail
-from .process import DirFile, ObjFile, Process, SocketFile
+from .process import POSSIBLE_CPUS, DirFile, ObjFile, Process, SocketFile
 from .profiles import Profile
 from .vfs import Cred, Dir, Node, R, W, top
 from .vm import events
@@ -289,6 +289,9 @@ class ModelKernel:
 
     def has_capability(self, name: str) -> bool:
         return self._proc.capable(name)
+
+    def possible_cpus(self) -> int:
+        return POSSIBLE_CPUS
 
     def run_restricted(self, caps: Iterable[str], fn: Callable[[ModelKernel], object]) -> None:
         """``fn`` in a forked model process with only ``caps``; it exits after."""

@@ -149,6 +149,12 @@ class Map(Obj):
             self.btf.put()
 
     @property
+    def value_len(self) -> int:
+        """What a MAP_LOOKUP_ELEM/UPDATE_ELEM value holds: one value (a per-CPU map: a
+        copy per possible CPU, each rounded up to 8 bytes)."""
+        return self.value_size
+
+    @property
     def is_array(self) -> bool:
         return self.type == uapi.MapType.ARRAY
 

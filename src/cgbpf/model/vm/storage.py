@@ -85,6 +85,10 @@ class StorageMap(Map):
         self.ncopies = POSSIBLE_CPUS if self.type == PERCPU_CGROUP_STORAGE else 1
         self.storages: dict[bytes, Storage] = {}
 
+    @property
+    def value_len(self) -> int:
+        return self.value_size if self.ncopies == 1 else -(-self.value_size // 8) * 8 * self.ncopies
+
     def key_of(self, cgroup: Cgroup, attach_type: int) -> bytes:
         if self.key_size == 8:
             return struct.pack("<Q", cgroup.ino)
