@@ -49,7 +49,7 @@ BAD_PROGRAMS = {  # name: (instructions, errno) — the model's structural check
     "no exit": (insn(0xB7), E.EINVAL),
     "unknown opcode": (insn(0xFF) + EXIT, E.EINVAL),
     "register 11": (insn(0xB7, dst=11) + EXIT, E.EINVAL),
-    "write r10": (insn(0xB7, dst=10) + EXIT, E.EINVAL),
+    "write r10": (insn(0xB7, dst=10) + EXIT, E.EACCES),
     "jump out of range": (insn(0x05, off=5) + EXIT, E.EINVAL),
     "jump back out": (insn(0x05, off=-3) + EXIT, E.EINVAL),
     "half ld_imm64": (insn(0x18) + EXIT, E.EINVAL),

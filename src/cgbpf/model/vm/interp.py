@@ -181,53 +181,34 @@ def _mod(a: int, b: int) -> int:
     return a % b if b else a
 
 
-def _sdiv64(a: int, b: int) -> int:
-    return _tdiv(_s64(a), _s64(b)) if b else 0
+def _width_ops(signed: Callable[[int], int], mask: int) -> tuple[BinOp, ...]:
+    """sdiv, smod, lsh, rsh, arsh of one width (64 or 32) on unsigned operands: signed
+    division truncates toward zero, the remainder has the dividend's sign (C), by zero
+    ``x / 0 = 0`` and ``x % 0 = x``; register shift amounts are masked (VM-SPEC §2.2)."""
+    def sdiv(a: int, b: int) -> int:
+        return _tdiv(signed(a), signed(b)) if b else 0
 
+    def smod(a: int, b: int) -> int:
+        if not b:
+            return a
+        sa, sb = signed(a), signed(b)
+        return sa - sb * _tdiv(sa, sb)
 
-def _smod64(a: int, b: int) -> int:
-    if not b:
-        return a
-    sa, sb = _s64(a), _s64(b)
-    return sa - sb * _tdiv(sa, sb)
+    def lsh(a: int, b: int) -> int:
+        return a << (b & mask)
 
+    def rsh(a: int, b: int) -> int:
+        return a >> (b & mask)
 
-def _sdiv32(a: int, b: int) -> int:
-    return _tdiv(_s32(a), _s32(b)) if b else 0
+    def arsh(a: int, b: int) -> int:
+        return signed(a) >> (b & mask)
 
-
-def _smod32(a: int, b: int) -> int:
-    if not b:
-        return a
-    sa, sb = _s32(a), _s32(b)
-    return sa - sb * _tdiv(sa, sb)
-
-
-def _lsh64(a: int, b: int) -> int:
-    return a << (b & 63)
-
-
-def _rsh64(a: int, b: int) -> int:
-    return a >> (b & 63)
-
-
-def _arsh64(a: int, b: int) -> int:
-    return _s64(a) >> (b & 63)
-
-
-def _lsh32(a: int, b: int) -> int:
-    return a << (b & 31)
-
-
-def _rsh32(a: int, b: int) -> int:
-    return a >> (b & 31)
-
-
-def _arsh32(a: int, b: int) -> int:
-    return _s32(a) >> (b & 31)
+    return sdiv, smod, lsh, rsh, arsh
 
 
 BinOp = Callable[[int, int], int]
+_sdiv64, _smod64, _lsh64, _rsh64, _arsh64 = _width_ops(_s64, 63)
+_sdiv32, _smod32, _lsh32, _rsh32, _arsh32 = _width_ops(_s32, 31)
 #: (op, off) -> f(a, b) on unsigned operands of the width; the handler masks the result
 _OPS: dict[tuple[int, int], tuple[BinOp, BinOp]] = {
     (ADD, 0): (operator.add, operator.add), (SUB, 0): (operator.sub, operator.sub),
