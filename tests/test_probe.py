@@ -125,6 +125,13 @@ def _detach_others(u: Use) -> str:
         Cmd.PROG_DETACH, uapi.ProgAttachAttr(target_fd=fd, attach_type=AT.CGROUP_DEVICE))))
 
 
+def _skb(*insns: asm.Item) -> Callable[[Use], str]:
+    """A CGROUP_SKB program for EGRESS of ``insns`` then ``r0 = 1; exit`` (closed again)."""
+    return lambda u: outcome(lambda: Program.load(
+        [*insns, asm.mov64(asm.R0, 1), asm.exit_()], ProgType.CGROUP_SKB,
+        expected_attach_type=EGRESS, kernel=u.k).close())
+
+
 def _hook(at: AT) -> Callable[[Use], str]:
     return lambda u: outcome(lambda: u.cg.query(at))
 
@@ -191,6 +198,9 @@ USES: dict[str, tuple[Callable[[Use], str], str, str]] = {
     probe.TAG_SHA256: (_tag, "sha256", "sha1"),
     probe.UPDATE_EAT_CHECK: (_update_to_other_eat, "EINVAL", "ok"),
     probe.DETACH_OTHER_NET_ADMIN: (_detach_others, "EPERM", "ok"),
+    "st_ctx": (_skb(asm.st("w", asm.R1, 8, 1)), "ok", "EACCES"),  # skb->mark = 1
+    "cpu_v4": (_skb(asm.mov64(asm.R2, 1), asm.Insn(0xBF, 2, 2, 8, 0)),  # r2 = (s8) r2
+               "ok", "EINVAL"),
 }
 _IDS = (ctypes.c_uint32 * 4)()
 

@@ -22,6 +22,9 @@ Class = IntEnum("Class", {"LD": 0x00, "LDX": 0x01, "ST": 0x02, "STX": 0x03, "ALU
                           "JMP": 0x05, "JMP32": 0x06, "ALU64": 0x07})  # low 3 opcode bits
 Size = IntEnum("Size", {"W": 0x00, "H": 0x08, "B": 0x10, "DW": 0x18})
 Mode = IntEnum("Mode", {"IMM": 0x00, "ABS": 0x20, "IND": 0x40, "MEM": 0x60, "ATOMIC": 0xC0})
+#: BPF_MEMSX, the sign-extending load mode (cpu v4, Linux 6.6; not in 6.1's <linux/bpf.h>,
+#: which Debian 12 ships and the header test compiles against)
+MEMSX = 0x80
 Src = IntEnum("Src", {"K": 0x00, "X": 0x08})  # immediate or register operand
 AluOp = IntEnum("AluOp", {  # also the atomic op (in imm) of BPF_STX|BPF_ATOMIC
     "ADD": 0x00, "SUB": 0x10, "MUL": 0x20, "DIV": 0x30, "OR": 0x40, "AND": 0x50, "LSH": 0x60,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 import time
 import weakref
 from collections.abc import Callable
@@ -321,6 +322,23 @@ def _detach_other_needs_net_admin(p: Prober) -> bool:
     return refused == [0]
 
 
+def _skb_program(absent: int, *insns: tuple[int, int, int, int]) -> Callable[[Prober], bool]:
+    """PROG_LOAD of a CGROUP_SKB program (for EGRESS) of raw (code, regs, off, imm)
+    instructions that return 1: loaded, or refused with ``absent``."""
+    code = b"".join(struct.pack("<BBhi", *x) for x in insns)
+
+    def probe(p: Prober) -> bool:
+        buf = ctypes.create_string_buffer(code, len(code))
+        return answer("PROG_LOAD", lambda: p.own(_sys.prog_load(
+            p.k, prog_type=ProgType.CGROUP_SKB, insns=buf, insn_cnt=len(code) // 8,
+            license=_sys.c_str("GPL"), expected_attach_type=AttachType.CGROUP_INET_EGRESS)),
+            present=-1, absent=absent)
+    return probe
+
+
+_EXIT, _R0_1 = (0x95, 0, 0, 0), (0xB7, 0, 0, 1)
+
+
 def _prog_flag(flag: int) -> Callable[[Prober], bool]:
     """PROG_LOAD with ``flag`` and no instructions: the flags are checked first, so a
     kernel that knows the flag says E2BIG (insn_cnt 0), one that does not EINVAL."""
@@ -451,6 +469,15 @@ FEATURES: dict[str, Feature] = {f.key: f for f in [
             "PROG_LOAD prog_flags bit BPF_F_TEST_REG_INVARIANTS (128)",
             "PROG_LOAD with that flag and no instructions",
             _prog_flag(uapi.F_TEST_REG_INVARIANTS)),
+    Feature("st_ctx", "BPF_ST into the context", "6.3",
+            "a store of an immediate (BPF_ST) into a context field (before: EACCES, 'BPF_ST"
+            " stores into R1 ctx is not allowed'; BPF_STX always could)",
+            "PROG_LOAD of *(u32 *)(skb + mark) = 1",
+            _skb_program(errno.EACCES, (0x62, 0x01, 8, 1), _R0_1, _EXIT)),
+    Feature("cpu_v4", "cpu v4 instructions", "6.6",
+            "sign-extending loads and moves, sdiv/smod, bswap, gotol (before: EINVAL)",
+            "PROG_LOAD of r0 = (s8) r0",
+            _skb_program(errno.EINVAL, _R0_1, (0xBF, 0x00, 8, 0), _EXIT)),
     Feature("btf_float", "BTF_KIND_FLOAT", "5.13", "the BTF kind FLOAT (16)",
             "BTF_LOAD of a FLOAT", _btf_kind(*BTF_KIND_PROBES["btf_float"])),
     Feature("btf_decl_tag", "BTF_KIND_DECL_TAG", "5.16", "the BTF kind DECL_TAG (17)",

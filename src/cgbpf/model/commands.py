@@ -294,12 +294,13 @@ def prog_load(proc: Process, attr: Attr) -> int:
         for fd, f in proc.fds.items()}
     try:
         types, func_info, line_info = _btf_info(proc, attr, a, insns)
-        used = verifier.check(insns, maps)
+        profile = proc.machine.profile
+        used = verifier.check(insns, maps, v4=profile.has("cpu_v4"))
         # check_attach_btf_id: after the structural checks, before the walk (measured)
         if a.prog_flags & uapi.F_SLEEPABLE and ptype not in SLEEPABLE_TYPES:
             raise verifier.Rejected(errno.EINVAL, SLEEPABLE_LOG)
-        enforce = verifier.check_return(ptype, eat, insns, maps,
-                                        global_funcs=bool(func_info))
+        enforce = verifier.check_return(ptype, eat, insns, maps, global_funcs=bool(func_info),
+                                        st_ctx=profile.has("st_ctx"))
     except verifier.Rejected as e:
         _log(a.log_level, a.log_buf, a.log_size, e.log + "\n")
         raise fail(e.errno) from None

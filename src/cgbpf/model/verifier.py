@@ -97,14 +97,19 @@ def _cls(x: Insn) -> int:
     return x.code & 0x07
 
 
-def _known_opcode(x: Insn) -> bool:
+def _known_opcode(x: Insn, v4: bool) -> bool:
+    """Whether the kernel's instruction table has ``x.code``; ``v4``: with the cpu v4
+    instructions (6.6: sign-extending loads, ALU64 bswap, JMP32 JA "gotol")."""
     cls, op, mode, size = _cls(x), x.code & 0xF0, x.code & 0xE0, x.code & 0x18
     if cls in (asm.Class.ALU, asm.Class.ALU64):
-        return op in _ALU_OPS
+        return op in _ALU_OPS and (v4 or x.code != asm.Class.ALU64 | asm.AluOp.END)
     if cls in (asm.Class.JMP, asm.Class.JMP32):
-        return op in _JMP_OPS and not (cls == asm.Class.JMP32 and op in (CALL, EXIT))
+        return op in _JMP_OPS and not (cls == asm.Class.JMP32 and op in (CALL, EXIT)) and (
+            v4 or not (cls == asm.Class.JMP32 and op == JA))
     if cls == asm.Class.LD:
         return x.code == asm.LD_IMM64
+    if cls == asm.Class.LDX and mode == asm.MEMSX:
+        return v4 and size != asm.Size.DW
     if cls in (asm.Class.LDX, asm.Class.ST):
         return mode == asm.Mode.MEM and size in _MEM_SIZES
     return (mode == asm.Mode.MEM and size in _MEM_SIZES) or (
@@ -123,9 +128,10 @@ def _jump_target(i: int, x: Insn) -> int | None:
     return i + x.off + 1
 
 
-def check(insns: list[Insn], maps: dict[int, Map | None]) -> list[Map]:
+def check(insns: list[Insn], maps: dict[int, Map | None], *, v4: bool = True) -> list[Map]:
     """The structural checks; returns the maps the program uses.  ``maps`` resolves an
-    fd to a map (None: not a map; missing: bad fd)."""
+    fd to a map (None: not a map; missing: bad fd); ``v4``: the kernel has the cpu v4
+    instructions (without: their opcodes are unknown, their ``off`` fields reserved)."""
     n, used, second_half = len(insns), [], set()
     # resolve_pseudo_ldimm64
     for i, x in enumerate(insns):
@@ -175,8 +181,12 @@ def check(insns: list[Insn], maps: dict[int, Map | None]) -> list[Map]:
     for i, x in enumerate(insns):
         if i in second_half:
             continue
-        if not _known_opcode(x):
+        if not _known_opcode(x, v4):
             raise Rejected(errno.EINVAL, f"unknown opcode {x.code:02x}")
+        if not v4 and x.off and _cls(x) in (asm.Class.ALU, asm.Class.ALU64) and (
+                x.code & 0xF0 in (asm.AluOp.MOV, asm.AluOp.DIV, asm.AluOp.MOD)):
+            what = "MOV" if x.code & 0xF0 == asm.AluOp.MOV else "ALU"
+            raise Rejected(errno.EINVAL, f"BPF_{what} uses reserved fields")
         pseudo_src = x.code in (asm.LD_IMM64, asm.Class.JMP | CALL)
         if x.dst > 10 or (x.src > 10 and not pseudo_src):
             raise Rejected(errno.EINVAL, f"R{max(x.dst, x.src)} is invalid")
@@ -319,14 +329,16 @@ def return_values(insns: list[Insn]) -> set[int]:
 
 def check_return(prog_type: int, eat: int, insns: list[Insn],
                  maps: dict[int, Map | None] | None = None, *,
-                 global_funcs: bool = False) -> bool:
+                 global_funcs: bool = False, st_ctx: bool = True) -> bool:
     """The walk of every path (:mod:`.verify_paths`: ``do_check`` in part, with
     ``check_return_code``); returns whether to enforce the expected attach type.
     ``maps`` resolves the program's map fds (as for :func:`check`); ``global_funcs``:
-    the program has BTF func_info (its subprograms may be global)."""
+    the program has BTF func_info (its subprograms may be global); ``st_ctx``: the
+    kernel takes immediate stores (BPF_ST) into the context (6.3)."""
     rng = RETURN_RANGE.get((prog_type, eat), RETURN_RANGE.get(prog_type))
     try:
-        verify_paths.check(insns, maps or {}, prog_type, rng, global_funcs=global_funcs)
+        verify_paths.check(insns, maps or {}, prog_type, rng, global_funcs=global_funcs,
+                           eat=eat, st_ctx=st_ctx)
     except verify_paths.Fault as e:
         raise Rejected(e.errno, e.log) from None
     # §2.1 note (a): an EGRESS skb program that can return 2 or 3 (congestion notification)

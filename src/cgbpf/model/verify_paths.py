@@ -29,6 +29,7 @@ from ..asm import Insn
 from ..asm import JmpOp as J
 from ..uapi import ProgType as P
 from .objects import Map
+from .vm.helpers import HELPERS
 
 U64, S64_MIN, S64_MAX = 1 << 64, -(1 << 63), (1 << 63) - 1
 STACK_SIZE, MAX_FRAMES, MAX_STATES = 512, 8, 20_000
@@ -206,9 +207,11 @@ class Walk:
     """The walk of one program (:func:`check`)."""
 
     def __init__(self, insns: list[Insn], maps: dict[int, Map | None], prog_type: int,
-                 ret_range: tuple[int, int] | None, global_funcs: bool) -> None:
+                 ret_range: tuple[int, int] | None, global_funcs: bool, hook: int,
+                 st_ctx: bool) -> None:
         self.insns, self.maps, self.ptype = insns, maps, prog_type
         self.ret_range, self.global_funcs = ret_range, global_funcs
+        self.hook, self.st_ctx = hook, st_ctx
         self.ids = 0
 
     def fresh(self) -> int:
@@ -509,7 +512,11 @@ class Walk:
         return [self.put(s, regs)]
 
     def helper(self, regs: list[V], fn: int) -> V:
-        """Check the arguments of the helpers followed; R0 after the call."""
+        """Check the helper is one this hook may call (``get_func_proto``, the measured
+        table of :mod:`.vm.helpers`), the arguments of the helpers followed; R0 after."""
+        h = HELPERS.get(fn)
+        if h is not None and self.hook not in h.where:
+            raise Fault(errno.EINVAL, f"program of this type cannot use helper {h.name}#{fn}")
         args = {1: "mk", 2: "mkva", 3: "mk", 81: "ma", 5: "", 7: ""}.get(fn)
         if args is None:
             return TOP
@@ -563,7 +570,9 @@ class Walk:
         base, size = self.read(regs, x.src), _SIZE[asm.Size(x.code & 0x18)]
         v, frame = self.access(s, x.src, x.off, size, False)
         out = TOP
-        if frame >= 0:
+        if x.code & 0xE0 == asm.MEMSX:  # sign-extended: not followed
+            pass
+        elif frame >= 0:
             at = v.lo + x.off
             spill = dict(s.stacks[frame]).get(at // 8)
             if spill is not None and size == 8:
@@ -585,7 +594,8 @@ class Walk:
         regs = list(s.regs[-1])
         atomic = x.code & 0xE0 == asm.Mode.ATOMIC
         val = self.read(regs, x.src) if x.code & 7 == C.STX else scalar(x.imm)
-        self.read(regs, x.dst)
+        if self.read(regs, x.dst).kind == K.CTX and x.code & 7 == C.ST and not self.st_ctx:
+            raise Fault(errno.EACCES, f"BPF_ST stores into R{x.dst} ctx is not allowed")
         if atomic and x.imm == asm.CMPXCHG:
             self.read(regs, 0)
         size = _SIZE[asm.Size(x.code & 0x18)]
@@ -607,6 +617,18 @@ class Walk:
 
 
 def check(insns: list[Insn], maps: dict[int, Map | None], prog_type: int,
-          ret_range: tuple[int, int] | None, *, global_funcs: bool = False) -> None:
-    """Walk the program's paths; raise ``Fault`` (errno, log line) as the kernel would."""
-    Walk(insns, maps, prog_type, ret_range, global_funcs).run()
+          ret_range: tuple[int, int] | None, *, global_funcs: bool = False, eat: int = 0,
+          st_ctx: bool = True) -> None:
+    """Walk the program's paths; raise ``Fault`` (errno, log line) as the kernel would.
+    ``eat``: the expected attach type (which helpers the program may call);
+    ``st_ctx``: immediate stores into the context are allowed (6.3)."""
+    Walk(insns, maps, prog_type, ret_range, global_funcs, _hook(prog_type, eat),
+         st_ctx).run()
+
+
+def _hook(prog_type: int, eat: int) -> int:
+    """The attach type whose helpers a program may call: its expected attach type, or,
+    where the type does not need one (device, sysctl, sock_ops; CGROUP_SOCK: socket
+    creation), its first."""
+    types = [int(t) for t, p in uapi.CGROUP_PROG_TYPE.items() if p == prog_type]
+    return eat if eat in types else min(types, default=eat)
