@@ -57,7 +57,8 @@ SOCK_OPTS = ALL - SKB - DEV - SYSCTL - {A.CGROUP_GETSOCKOPT, A.CGROUP_INET_SOCK_
 class Helper(NamedTuple):
     """One helper: ``args`` are the kinds of R1.. (§3.1): ``map``, ``key``, ``value``
     (of the map before), ``mem``/``out`` (a buffer read/written, its size the next arg,
-    ``size``), ``fixed8`` (8 writable bytes), ``ctx``, ``any`` (a scalar)."""
+    ``size``), ``fixed8`` (8 writable bytes), ``ctx``, ``any`` (a scalar), ``opt`` (a
+    scalar the kernel does not check: 0 if never written)."""
 
     name: str
     args: tuple[str, ...]
@@ -78,6 +79,8 @@ def _marshal(env: Env, h: Helper, helper_id: int, regs: tuple[Any, ...]) -> list
     m: Map | None = None
     for i, kind in enumerate(h.args):
         r, v = i + 1, regs[i]
+        if v is UNINIT and kind == "opt":  # not an argument the kernel checks: unread
+            v = 0
         if v is UNINIT:
             raise _reject(f"R{r} !read_ok")
         if kind == "map":
@@ -106,7 +109,7 @@ def _marshal(env: Env, h: Helper, helper_id: int, regs: tuple[Any, ...]) -> list
             if not isinstance(v, Ptr) or v.region is not env.ctx or v.off:
                 raise _reject(f"R{r} type={_kind(v)} expected=ctx")
             out.append(v.region)
-        else:  # size, any
+        else:  # size, any, opt
             if isinstance(v, Ptr):
                 v = v.address  # privileged: a pointer passes as a number
             out.append(v)
@@ -375,7 +378,8 @@ HELPERS: dict[int, Helper] = {
     2: Helper("bpf_map_update_elem", ("map", "key", "value", "any"), _map_update),
     3: Helper("bpf_map_delete_elem", ("map", "key"), _map_delete),
     5: Helper("bpf_ktime_get_ns", (), _ktime),
-    6: Helper("bpf_trace_printk", ("mem", "size", "any", "any", "any"), _trace_printk),
+    # the values are not arguments the verifier checks (a format may take fewer)
+    6: Helper("bpf_trace_printk", ("mem", "size", "opt", "opt", "opt"), _trace_printk),
     7: Helper("bpf_get_prandom_u32", (), lambda env: env.rng.getrandbits(32)),
     8: Helper("bpf_get_smp_processor_id", (), lambda env: env.cpu),
     12: Helper("bpf_tail_call", ("ctx", "any", "any"), None),
