@@ -51,7 +51,8 @@ def constants() -> dict[str, int]:
              "LINK", "QUERY_EFFECTIVE", "RDONLY", "WRONLY", "RDONLY_PROG", "WRONLY_PROG",
              "MMAPABLE", "PATH_FD", "STRICT_ALIGNMENT",
              "ANY_ALIGNMENT", "TEST_RND_HI32", "TEST_STATE_FREQ", "SLEEPABLE",
-             "XDP_HAS_FRAGS", "XDP_DEV_BOUND_ONLY", "TEST_REG_INVARIANTS", "TOKEN_FD", "LOCK"}
+             "XDP_HAS_FRAGS", "XDP_DEV_BOUND_ONLY", "TEST_REG_INVARIANTS", "TOKEN_FD", "LOCK",
+             "TEST_SKB_CHECKSUM_COMPLETE"}
     out |= {f"BPF_F_{f}": getattr(uapi, f"F_{f}") for f in flags}
     out |= {f"BPF_{f}": getattr(uapi, f) for f in ("ANY", "NOEXIST", "EXIST")}
     out |= {"BPF_PSEUDO_CALL": uapi.PSEUDO_CALL, "BPF_PSEUDO_FUNC": uapi.PSEUDO_FUNC}
@@ -201,7 +202,7 @@ def test_layouts_declared_once() -> None:
     ``fields`` and ``c_members`` say the same, and only padding has no C member."""
     classes = {n: c for n, c in vars(uapi).items()
                if isinstance(c, type) and issubclass(c, uapi.Layout) and c is not uapi.Layout}
-    assert classes == uapi.LAYOUTS and len(classes) == 17
+    assert classes == uapi.LAYOUTS and len(classes) == 18
     for name, cls in uapi.LAYOUTS.items():
         assert cls.__name__ == name and issubclass(cls, ctypes.Structure)
         assert [(f.name, f.ctype) for f in cls.fields] == [tuple(f) for f in cls._fields_]
@@ -298,7 +299,7 @@ ATTR_ENDS_6_18 = {
     Cmd.MAP_GET_FD_BY_ID: 12, Cmd.MAP_CREATE: 72, Cmd.PROG_LOAD: 116,
     Cmd.BTF_LOAD: 40, Cmd.BTF_GET_FD_BY_ID: 12, Cmd.BTF_GET_NEXT_ID: 8, Cmd.MAP_FREEZE: 4,
     Cmd.MAP_LOOKUP_ELEM: 32, Cmd.MAP_UPDATE_ELEM: 32, Cmd.MAP_DELETE_ELEM: 16,
-    Cmd.MAP_GET_NEXT_KEY: 24,
+    Cmd.MAP_GET_NEXT_KEY: 24, Cmd.PROG_TEST_RUN: 76,
 }
 #: The older column: profile -> the commands whose end differs from 6.18's.
 ATTR_ENDS_OLDER = {

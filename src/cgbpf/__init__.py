@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .link import Link, LinkInfo, LinkLeakWarning, links
     from .map import MAP_FLAGS, Map, MapInfo, MapOptions, maps
     from .model import ModelKernel, Profile
-    from .program import Program, ProgramInfo, programs
+    from .program import Program, ProgramInfo, TestRun, programs
     from .uapi import AttachMode, AttachType, LinkType, MapType, ProgType
 
 #: Where each public name lives: module -> names ("" for the module itself).  Nothing is
@@ -67,7 +67,7 @@ _HOMES = {
     ".fallback": ("FallbackWarning", "LegacyLink"),
     ".link": ("Link", "LinkInfo", "LinkLeakWarning", "links"),
     ".map": ("MAP_FLAGS", "Map", "MapInfo", "MapOptions", "maps"),
-    ".program": ("Program", "ProgramInfo", "programs"),
+    ".program": ("Program", "ProgramInfo", "TestRun", "programs"),
     "._load_options": ("LoadOptions",),
     ".uapi": ("AttachMode", "AttachType", "LinkType", "MapType", "ProgType"),
     ".model": ("", "ModelKernel", "Profile"),
@@ -134,6 +134,7 @@ __all__ = [
     "ProgramRef",
     "Query",
     "StaleRevision",
+    "TestRun",
     "VerifierError",
     "btf",
     "default_kernel",

@@ -55,6 +55,10 @@ HINTS: dict[tuple[Cmd, int], str] = {
     (Cmd.MAP_FREEZE, errno.EPERM): "the map is already frozen, read-only from the syscall "
     "side (BPF_F_RDONLY), or this fd was opened read-only",
     (Cmd.MAP_FREEZE, errno.EBUSY): "the map is mmap()ed writable",
+    (Cmd.PROG_TEST_RUN, uapi.ENOTSUPP): "of the cgroup program types only CGROUP_SKB has "
+    "a test run",
+    (Cmd.PROG_TEST_RUN, errno.EINVAL): "the data must be an Ethernet frame of 14 to 3712 "
+    "bytes whose IPv4 or IPv6 header, if its ethertype says IP, is whole",
 }
 
 #: The capability each command asks for when it refuses with EPERM (§15).

@@ -142,6 +142,23 @@ def prog_query(k: Kernel, target_fd: int, attach_type: int, *, query_flags: int 
     return attr, True
 
 
+def prog_test_run(k: Kernel, prog_fd: int, data_in: Buffer, data_out: Buffer | None, *,
+                  repeat: int = 1, ctx_in: Buffer | None = None,
+                  ctx_out: Buffer | None = None, flags: int = 0) -> uapi.TestRunAttr:
+    """PROG_TEST_RUN: run the program ``repeat`` times on a copy of ``data_in`` (and of
+    ``ctx_in``); the attr with the outputs ``retval``, ``duration`` (ns per run),
+    ``data_size_out`` and ``ctx_size_out``, the packet and context copied into
+    ``data_out`` and ``ctx_out``.  The out sizes are the buffers' (a kernel given 0 would
+    copy the whole packet whatever the buffer); one too small is ENOSPC."""
+    attr = uapi.TestRunAttr.scratch(
+        prog_fd=prog_fd, data_size_in=len(data_in), data_in=addr(data_in),
+        data_size_out=_len(data_out), data_out=addr(data_out), repeat=repeat,
+        ctx_size_in=_len(ctx_in), ctx_in=addr(ctx_in), ctx_size_out=_len(ctx_out),
+        ctx_out=addr(ctx_out), flags=flags)
+    k.bpf(Cmd.PROG_TEST_RUN, attr)
+    return attr
+
+
 def next_id(k: Kernel, cmd: Cmd, start_id: int) -> int:
     """PROG/MAP/LINK/BTF_GET_NEXT_ID: the first id after ``start_id`` (ENOENT: none)."""
     attr = uapi.GetIdAttr.scratch(start_id=start_id)

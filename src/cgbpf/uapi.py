@@ -61,6 +61,7 @@ class Cmd(enum.IntEnum, metaclass=DocEnumType):
     OBJ_GET = 7
     PROG_ATTACH = 8
     PROG_DETACH = 9
+    PROG_TEST_RUN = 10
     PROG_GET_NEXT_ID = 11
     MAP_GET_NEXT_ID = 12
     PROG_GET_FD_BY_ID = 13
@@ -201,8 +202,10 @@ LOG_FIXED = 8  # a log too small keeps its head, not its tail
 LOG_MASK = LOG_LEVEL_1 | LOG_LEVEL_2 | LOG_STATS | LOG_FIXED
 
 #: ``ENOTSUPP`` (524, kernel-internal, no name in errno): BTF_LOAD of an unknown BTF
-#: version or header flags.
+#: version or header flags; PROG_TEST_RUN of a program type without a test run.
 ENOTSUPP = 524
+#: PROG_TEST_RUN ``flags`` of an skb test run: ``BPF_F_TEST_SKB_CHECKSUM_COMPLETE`` (5.17).
+F_TEST_SKB_CHECKSUM_COMPLETE = 1 << 2
 
 #: ``BTF_MAGIC`` and ``sizeof(struct btf_header)`` (<linux/btf.h>).
 BTF_MAGIC = 0xEB9F
@@ -571,6 +574,27 @@ class InfoAttr(Layout, c_type=_ATTR):
     bpf_fd: int = u32("info.bpf_fd")
     info_len: int = u32("info.info_len")
     info: int = u64("info.info")
+
+
+class TestRunAttr(Layout, c_type=_ATTR):
+    """``attr.test`` (PROG_TEST_RUN): in, the program, the packet and the optional
+    context; out, ``retval``, ``duration`` (ns per run), ``data_size_out``, ``ctx_size_out``."""
+
+    prog_fd: int = u32("test.prog_fd")
+    retval: int = u32("test.retval")
+    data_size_in: int = u32("test.data_size_in")
+    data_size_out: int = u32("test.data_size_out")
+    data_in: int = u64("test.data_in")
+    data_out: int = u64("test.data_out")
+    repeat: int = u32("test.repeat")
+    duration: int = u32("test.duration")
+    ctx_size_in: int = u32("test.ctx_size_in")  # 5.2
+    ctx_size_out: int = u32("test.ctx_size_out")
+    ctx_in: int = u64("test.ctx_in")
+    ctx_out: int = u64("test.ctx_out")
+    flags: int = u32("test.flags")  # 5.10
+    cpu: int = u32("test.cpu")
+    batch_size: int = u32("test.batch_size")  # 5.18
 
 
 class LinkCreateAttr(Layout, c_type=_ATTR):

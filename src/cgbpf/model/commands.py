@@ -21,7 +21,7 @@ from .memory import Attr, fail
 from .objects import BtfObj, IdSpace, Link, Map, Obj, Prog
 from .process import ObjFile, Process, open_flags, verified_insns
 from .vfs import PATH_MAX, Dir, R, W
-from .vm import storage
+from .vm import storage, testrun
 
 Handler = Callable[[Process, Attr], int]
 
@@ -618,6 +618,7 @@ COMMANDS: dict[int, tuple[str | None, Handler]] = {
     Cmd.OBJ_GET: (None, obj_get),
     Cmd.PROG_ATTACH: (None, attach.prog_attach),
     Cmd.PROG_DETACH: (None, attach.prog_detach),
+    Cmd.PROG_TEST_RUN: (None, testrun.prog_test_run),
     Cmd.PROG_QUERY: (None, attach.prog_query),
     Cmd.PROG_GET_NEXT_ID: (None, get_next_id(Cmd.PROG_GET_NEXT_ID)),
     Cmd.MAP_GET_NEXT_ID: (None, get_next_id(Cmd.MAP_GET_NEXT_ID)),

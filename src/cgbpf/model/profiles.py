@@ -214,6 +214,8 @@ COMMON_LAST_FIELD: dict[int, tuple[type[uapi.Layout], str]] = {
     Cmd.BTF_GET_FD_BY_ID: (uapi.GetIdAttr, "open_flags"),  # 6.18 accepts a token fd past it
     Cmd.BTF_GET_NEXT_ID: (uapi.GetIdAttr, "next_id"),
     Cmd.MAP_FREEZE: (uapi.MapFreezeAttr, "map_fd"),
+    # 6.18's on every profile (5.6 ends at ctx_out; flags and cpu are 5.10, batch_size 5.18)
+    Cmd.PROG_TEST_RUN: (uapi.TestRunAttr, "batch_size"),
 }
 #: Their ends (where the zero tail starts).
 COMMON_ATTR_END: dict[int, int] = {

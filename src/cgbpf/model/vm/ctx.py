@@ -295,7 +295,9 @@ class Packet(Mem):
 class SkbCtx(Ctx):
     """``struct __sk_buff`` (192 bytes, §4.2) of a packet leaving (EGRESS) or reaching
     (INGRESS) ``sock``: ``mark``/``priority`` writes stay on the skb (later programs see
-    them), ``cb`` is the context's own memory (:mod:`.run` zeroes it for each program)."""
+    them), ``cb`` is the context's own memory (:mod:`.run` zeroes it for each program).
+    The skb fields an event does not set are a loopback packet's; a test run
+    (:mod:`.testrun`) sets them from its Ethernet frame and ``ctx_in``."""
 
     struct = "__sk_buff"
     CB = 48
@@ -306,6 +308,10 @@ class SkbCtx(Ctx):
         self.sock, self.packet = sock, Packet(packet)
         self.mark, self.priority, self.tstamp = mark, priority, 0
         self.ingress = attach_type == A.CGROUP_INET_INGRESS
+        self.pkt_type = 0  # PACKET_HOST
+        self.protocol = 0x0008 if packet[:1] < b"\x60" else 0xDD86  # ETH_P_IP/IPV6, big-endian
+        self.ingress_ifindex = LOOPBACK_IFINDEX if self.ingress else 0
+        self.gso_segs = self.gso_size = self.hwtstamp = 0
         self.sk_view = SockCtx(SK_COMMON, sock) if sock is not None else None
 
     def _set_mark(self, v: int) -> None:
@@ -328,15 +334,15 @@ class SkbCtx(Ctx):
 
     fields = (
         Field("len", 0, 4, 4, lambda c: len(c.packet.buf)),
-        Field("pkt_type", 4, 4, 1, lambda c: 0),  # PACKET_HOST
+        Field("pkt_type", 4, 4, 1, lambda c: c.pkt_type),
         Field("mark", 8, 4, 4, lambda c: c.mark, _set_mark),
         Field("queue_mapping", 12, 4, 2, lambda c: 0),
-        Field("protocol", 16, 4, 2, lambda c: 0x0008 if c.packet.buf[:1] < b"\x60" else 0xDD86),
+        Field("protocol", 16, 4, 2, lambda c: c.protocol),
         Field("vlan_present", 20, 4, 4, lambda c: 0),
         Field("vlan_tci", 24, 4, 2, lambda c: 0),
         Field("vlan_proto", 28, 4, 2, lambda c: 0),
         Field("priority", 32, 4, 4, lambda c: c.priority, _set_priority),
-        Field("ingress_ifindex", 36, 4, 4, lambda c: LOOPBACK_IFINDEX if c.ingress else 0),
+        Field("ingress_ifindex", 36, 4, 4, lambda c: c.ingress_ifindex),
         Field("ifindex", 40, 4, 4, lambda c: LOOPBACK_IFINDEX),
         Field("tc_index", 44, 4, 2, lambda c: 0),
         Field("cb", 48, 4, 4, array=20),
@@ -352,10 +358,10 @@ class SkbCtx(Ctx):
         Field("remote_port", 132, 4, 2, lambda c: _u16be(c._sk("dst_port")) << 16),
         Field("local_port", 136, 4, 2, lambda c: c._sk("src_port")),
         Field("tstamp", 152, 8, 8, lambda c: c.tstamp, _set_tstamp),
-        Field("gso_segs", 164, 4, 2, lambda c: 0),
+        Field("gso_segs", 164, 4, 2, lambda c: c.gso_segs),
         Field("sk", 168, 8, 8, lambda c: Ptr(c.sk_view, 0) if c.sk_view is not None else 0),
-        Field("gso_size", 176, 4, 2, lambda c: 0),
-        Field("hwtstamp", 184, 8, 8, lambda c: 0),
+        Field("gso_size", 176, 4, 2, lambda c: c.gso_size),
+        Field("hwtstamp", 184, 8, 8, lambda c: c.hwtstamp),
     )
 
 
