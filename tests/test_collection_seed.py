@@ -1,8 +1,8 @@
 """SEED-TEST.md §3 through the seed's own BPF program, written in C (tests/bpf/seed_link.c:
 two cgroup_skb/egress programs counting into ``calls`` and ``alt_calls`` in .bss),
-loaded with cgbpf.collection: all 34 steps of tests/test_seed.py, with real traffic from
-a child in cg4 and the counters read through ``coll.globals`` on the host; on the model
-(it runs no programs) the counts are the effective array."""
+loaded with cgbpf.collection: all 34 steps of tests/test_seed.py, with traffic from inside
+cg4 (a child process on the host, a model process on the model, whose VM runs the
+programs) and the counters read through ``coll.globals``."""
 
 from __future__ import annotations
 

@@ -262,7 +262,6 @@ def test_global_data_effect(kernel: Kernel, scratch: Scratch) -> None:
         assert rodata.info().btf_id == types.id
         cg = scratch.cgroup("global-data")
         with prog, cg.link(prog):
-            if kernel.name == "host":
-                assert send_from(cg.path, 3) == 3
-                assert bss.lookup(KEY0) == struct.pack("<Q", 21)
+            assert send_from(cg.path, 3, kernel=kernel) == 3
+            assert bss.lookup(KEY0) == struct.pack("<Q", 21)
             assert rodata.lookup(KEY0) == struct.pack("<Q", 7)

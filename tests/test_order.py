@@ -115,7 +115,7 @@ class Tree:
     def ran(self, rel: str) -> list[int]:
         """Send one packet from inside ``rel``; the programs that ran, in order."""
         self.slot.update(KEY, bytes(8))
-        assert send_from(self.cg(rel).path, 1) == 1
+        assert send_from(self.cg(rel).path, 1, kernel=self.kernel) == 1
         (value,) = struct.unpack("<Q", self.slot.lookup(KEY) or b"")
         return [int(d, 16) - 1 for d in f"{value:x}"] if value else []
 
@@ -123,8 +123,7 @@ class Tree:
         """``rel`` runs ``want`` (effective query and real packet); its own list holds
         ``hook`` if given."""
         assert self.names(self.cg(rel).query(EGRESS, effective=True).ids) == want, rel
-        if self.kernel.name == "host":  # the model runs no programs
-            assert self.ran(rel) == want, f"{rel}: run order"
+        assert self.ran(rel) == want, f"{rel}: run order"
         if hook is not None:
             assert self.names(self.cg(rel).query(EGRESS).ids) == hook, rel
 

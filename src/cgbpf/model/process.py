@@ -105,7 +105,7 @@ class ObjFile(File):
         ``prog_jited`` is 1 as on the x86_64 kernels measured (JIT always on), though the
         model has no machine code; ``memlock`` and ``verified_insns`` are derived (see
         :func:`prog_memlock`, :func:`map_memlock`, :func:`verified_insns`); the run
-        statistics stay 0, as the model runs nothing."""
+        statistics stay 0, as on a kernel without ``kernel.bpf_stats_enabled``."""
         obj, lines = self.obj, super().fdinfo(machine)
         if isinstance(obj, Prog):
             lines += [("prog_type", str(obj.type)), ("prog_jited", "1"),
