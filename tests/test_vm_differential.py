@@ -1,8 +1,9 @@
 """The ISA differential (VM-SPEC §8 layer 1): random loop-free programs (:mod:`vmgen`)
-run by the real kernel (a CGROUP_SKB program, ``BPF_PROG_TEST_RUN``) and by the model's
-VM (the same program loaded in the model, :func:`cgbpf.model.vm.interp.run`), each on
-several inputs; every case compares R0-R9 and eight stack slots, all 64 bits, read back
-from the program's map value.
+run by the real kernel and by the model's VM, each a CGROUP_SKB program run by
+:meth:`Program.test_run` (``BPF_PROG_TEST_RUN``) on both kernels, on several inputs;
+every case compares R0-R9 and eight stack slots, all 64 bits, read back from the
+program's map value.  A program the model's verifier refuses (but the kernel loaded) is
+given to the VM directly (:func:`cgbpf.model.vm.interp.run`), and counted.
 
 One case is one (program, input) pair, compared on its own.  ``CGBPF_VM_DIFF_PROGRAMS``
 and ``CGBPF_VM_DIFF_INPUTS`` (default 1,000 x 10) and ``CGBPF_VM_DIFF_SEED`` scale it.
@@ -10,7 +11,6 @@ and ``CGBPF_VM_DIFF_INPUTS`` (default 1,000 x 10) and ``CGBPF_VM_DIFF_SEED`` sca
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
 import time
@@ -18,7 +18,6 @@ import time
 import vmgen
 from cgbpf import Map, MapType, Program, ProgType, asm, uapi
 from cgbpf.errors import VerifierError
-from cgbpf.kernel import Kernel
 from cgbpf.model import ModelKernel
 from cgbpf.model.objects import IdSpace, Prog
 from cgbpf.model.vm import interp
@@ -31,38 +30,15 @@ PROGRAMS = int(os.environ.get("CGBPF_VM_DIFF_PROGRAMS", "1000"))
 INPUTS = int(os.environ.get("CGBPF_VM_DIFF_INPUTS", "10"))
 SEED = int(os.environ.get("CGBPF_VM_DIFF_SEED", "20251"))
 KEY = bytes(4)
-PROG_TEST_RUN = 10
-#: Ethernet + IPv4 + UDP headers: the smallest packet test_run takes is 14 bytes
+#: Ethernet + IPv4 + UDP headers (an IPv4 frame must hold its IP header: 34 bytes at least)
 PACKET = bytes(12) + b"\x08\x00" + bytes.fromhex("4500001c00000000401100007f0000017f000002") \
     + bytes(8)
 
 
-class ProgTestRunAttr(ctypes.Structure):
-    """``bpf_attr.test`` (BPF_PROG_TEST_RUN)."""
-
-    _fields_ = [("prog_fd", ctypes.c_uint32), ("retval", ctypes.c_uint32),
-                ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32),
-                ("data_in", ctypes.c_uint64), ("data_out", ctypes.c_uint64),
-                ("repeat", ctypes.c_uint32), ("duration", ctypes.c_uint32),
-                ("ctx_size_in", ctypes.c_uint32), ("ctx_size_out", ctypes.c_uint32),
-                ("ctx_in", ctypes.c_uint64), ("ctx_out", ctypes.c_uint64),
-                ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32),
-                ("batch_size", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
-
-
-def prog_test_run(k: Kernel, prog: Program, packet: ctypes.Array[ctypes.c_char]) -> int:
-    """Run ``prog`` once on ``packet``; its return value."""
-    attr = ProgTestRunAttr(prog_fd=prog.fileno(), data_size_in=len(packet.raw),
-                       data_in=ctypes.addressof(packet), repeat=1)
-    k.bpf(PROG_TEST_RUN, attr)
-    retval: int = attr.retval
-    return retval
-
-
 class Model:
-    """The VM side: a model machine with the io map; programs loaded there (or, when
-    the model's load-time checks refuse one the kernel took, the same bytes given to the
-    VM directly, counted apart)."""
+    """The VM side: a model machine with the io map; programs loaded there and test-run
+    (or, when the model's load-time checks refuse one the kernel took, the same bytes
+    given to the VM directly, counted apart)."""
 
     def __init__(self) -> None:
         self.k = ModelKernel()
@@ -73,36 +49,41 @@ class Model:
         self.map = model_map
         self.refused: list[str] = []
 
-    def load(self, body: list[asm.Insn], code: bytes) -> Prog:
+    def load(self, body: list[asm.Insn], code: bytes) -> Program | Prog:
+        """The program loaded in the model, or, refused there, the model's object for
+        the VM alone."""
         try:
-            p = Program.load(vmgen.program(self.io, body), ProgType.CGROUP_SKB,
-                             kernel=self.k)
+            return Program.load(vmgen.program(self.io, body), ProgType.CGROUP_SKB,
+                                kernel=self.k)
         except VerifierError as e:
             self.refused.append(str(e).splitlines()[0])
             return Prog(IdSpace(), lambda f: None, prog_type=ProgType.CGROUP_SKB,
                         expected_attach_type=0, insns=code, tag=b"", name=b"", maps=[
                             self.map, self.map], enforce_eat=False, uid=0)
-        prog = self.k._machine.progs.get(p.id)
-        assert prog is not None
-        p.close()  # the model's Prog stays valid: this test holds the object
-        return prog
 
-    def run(self, prog: Prog, value: bytes) -> tuple[int, ...] | str:
+    def run(self, prog: Program | Prog, value: bytes) -> tuple[int, ...] | str:
         self.map.update(KEY, value, 0)
-        env = Env(Task(1, 0, 0, b"vmdiff", None), uapi.AttachType.CGROUP_INET_INGRESS)
         try:
-            r0 = interp.run(prog, Region("skb", 192), env)
+            if isinstance(prog, Program):
+                r0 = prog.test_run(PACKET).retval
+            else:
+                env = Env(Task(1, 0, 0, b"vmdiff", None), uapi.AttachType.CGROUP_INET_INGRESS)
+                r0 = interp.run(prog, Region("skb", 192), env)
         except VmError as e:
             return f"{type(e).__name__}: {e}"
         assert r0 == 1
         return vmgen.outputs(self.map.lookup(KEY))
+
+    @staticmethod
+    def close(prog: Program | Prog) -> None:
+        if isinstance(prog, Program):
+            prog.close()
 
 
 def test_isa_differential() -> None:
     host = need_host()
     rng = random.Random(SEED)
     model = Model()
-    packet = ctypes.create_string_buffer(PACKET, len(PACKET))
     cases, mismatches, t0 = 0, [], time.perf_counter()
     with Map.create(MapType.ARRAY, key_size=4, value_size=vmgen.VALUE_SIZE, max_entries=1,
                     name="io", kernel=host) as io:
@@ -114,13 +95,14 @@ def test_isa_differential() -> None:
                 for _ in range(INPUTS):
                     value = vmgen.inputs(rng)
                     io.update(KEY, value)
-                    assert prog_test_run(host, prog, packet) == 1
+                    assert prog.test_run(PACKET).retval == 1
                     got = io.lookup(KEY)
                     assert got is not None
                     want, vm = vmgen.outputs(got), model.run(vm_prog, value)
                     cases += 1
                     if vm != want:
                         mismatches.append((code, value, want, vm))
+                model.close(vm_prog)
     took = time.perf_counter() - t0
     print(f"\nISA differential: {cases} cases ({PROGRAMS} programs x {INPUTS} inputs, seed "
           f"{SEED}) in {took:.1f} s, {len(mismatches)} mismatches; the model refused "
@@ -142,4 +124,5 @@ def test_generated_programs_run_in_the_vm() -> None:
         body = vmgen.body(rng, rng.randrange(8, 40), rng.randrange(0, 7))
         prog = model.load(body, asm.assemble(vmgen.program(model.io, body)))
         assert not isinstance(model.run(prog, vmgen.inputs(rng)), str)
+        model.close(prog)
 
