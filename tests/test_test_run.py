@@ -152,6 +152,7 @@ def test_errors_name_the_command(kernel: Kernel) -> None:
             pytest.raises(BpfError) as e:
         sock.test_run(IP4)
     assert e.value.errno == uapi.ENOTSUPP and "only CGROUP_SKB" in str(e.value)
+    assert ": ENOTSUPP " in str(e.value)
 
 
 # --- the attr, raw ------------------------------------------------------------------------

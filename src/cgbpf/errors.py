@@ -16,6 +16,9 @@ from typing import Any, ClassVar
 
 from ._doc import DocType
 
+#: errno names, with the kernel's own ENOTSUPP (524: BTF_LOAD, PROG_TEST_RUN), which
+#: Python's errno module does not know.
+_NAMES = {**_errno.errorcode, 524: "ENOTSUPP"}
 #: errno -> the built-in OSError subclass Python raises for it (PEP 3151).
 _BUILTIN: dict[int, type[OSError]] = {
     _errno.ENOENT: FileNotFoundError, _errno.EEXIST: FileExistsError,
@@ -68,7 +71,7 @@ class BpfError(OSError, metaclass=DocType):
                           dict(self.__dict__))
 
     def __str__(self) -> str:
-        name = _errno.errorcode.get(self.errno or 0, str(self.errno))
+        name = _NAMES.get(self.errno or 0, str(self.errno))
         head = f"{self.command}: " if self.command else ""
         tail = f" ({self.hint})" if self.hint else ""
         return f"{head}{self.detail}: {name} {self.strerror}{tail}"

@@ -154,7 +154,7 @@ class Program(BpfObject):
         ``len(data) - 14``) and a socket whose addresses are the IP header's (source
         local, destination remote).  The runs share one packet and a cgroup storage
         zeroed for this call; ``data_out`` is the packet with the Ethernet header zeroed.
-        Linux 4.12 (CGROUP_SKB test runs)."""
+        CGROUP_SKB test runs predate Linux 5.6, the oldest kernel cgbpf models."""
         _check.arg("Program.test_run", "data", data, (bytes, bytearray, memoryview), "bytes")
         _check.arg("Program.test_run", "repeat", repeat, int, "an int")
         if not 0 <= repeat <= 0xFFFFFFFF:
