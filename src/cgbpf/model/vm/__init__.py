@@ -5,6 +5,7 @@ values: scalars and pointers into regions, never raw addresses), :mod:`.interp` 
 as the kernel runs it after verification), :mod:`.maps` (program-side map operations),
 :mod:`.helpers` (the helpers cgroup programs call, available per attach type),
 :mod:`.ctx` (the context of each program type), :mod:`.run` (an effective array run and
-its verdict), and :mod:`.events` (what a model process does: send a datagram, connect,
-read a sysctl ...).  It reads only :mod:`cgbpf.uapi` and the model's object tables.
+its verdict), :mod:`.events` (what a model process does: send a datagram, connect,
+read a sysctl ...) and :mod:`.testrun` (BPF_PROG_TEST_RUN).  It reads only
+:mod:`cgbpf.uapi` and the model's object tables.
 """

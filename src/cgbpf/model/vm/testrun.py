@@ -11,7 +11,9 @@ must hold the whole IP header (else EINVAL), and a dummy socket of that family c
 header's addresses (``local_ip4`` the source, ``remote_ip4`` the destination; ports 0).
 One program runs ``repeat`` times (0 is once) on one skb, with one cgroup storage, zeroed
 for the call.  ``data_out`` gets the packet back with a zeroed Ethernet header;
-``ctx_in``/``ctx_out`` are a ``__sk_buff`` of which only some fields may be set.
+``ctx_in``/``ctx_out`` are a ``__sk_buff`` of which only some fields may be set.  A run
+the VM cannot reproduce (a pointer stored as a number ...) raises its
+:class:`~.errors.VmError`, not an errno: the kernel would have run it.
 """
 
 from __future__ import annotations
