@@ -32,8 +32,9 @@ value bounds (but the plain-to-see ones above), variable stack offsets, bit oper
 32-bit jumps, comparisons of two unknown scalars, the combined stack depth and the call
 depth limit, global functions' BTF arguments, the loops and paths past 20,000 states.
 
-func_info and line_info (:func:`check_btf_info`) are checked as check_btf_func and
-check_btf_line do: record sizes, offsets, type ids of FUNCs, one func_info per
+func_info and line_info (``commands._btf_info``, the kernel's check_btf_info) are
+checked as check_btf_func and check_btf_line do: record sizes, offsets, type ids of
+FUNCs, one func_info per
 subprogram (bpf-to-bpf call targets and ``PSEUDO_FUNC`` addresses), and a line_info at
 the start of each.
 
