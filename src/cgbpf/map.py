@@ -16,7 +16,8 @@ from .kernel import Kernel, default_kernel
 from .uapi import F_MMAPABLE, F_RDONLY, F_RDONLY_PROG, F_WRONLY, F_WRONLY_PROG, Cmd, MapType
 
 #: Map types whose value is one copy per possible CPU.
-PERCPU = frozenset({MapType.PERCPU_CGROUP_STORAGE})
+PERCPU = frozenset({MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH,
+                    MapType.PERCPU_CGROUP_STORAGE})
 
 if TYPE_CHECKING:
     from .btf.handle import Handle

@@ -101,6 +101,10 @@ class MapType(enum.IntEnum, metaclass=DocEnumType):
 
     HASH = 1
     ARRAY = 2
+    PERCPU_HASH = 5
+    PERCPU_ARRAY = 6
+    LRU_HASH = 9
+    LRU_PERCPU_HASH = 10
     CGROUP_STORAGE = 19
     PERCPU_CGROUP_STORAGE = 21
 

@@ -18,8 +18,19 @@ from .. import uapi
 from ..uapi import Cmd
 from . import attach, bpffs, btf, memory, verifier
 from .memory import Attr, fail
-from .objects import BtfObj, IdSpace, Link, Map, Obj, Prog
-from .process import ObjFile, Process, open_flags, verified_insns
+from .objects import (
+    ARRAY_TYPES,
+    F_NO_PREALLOC,
+    LRU_TYPES,
+    PERCPU_TYPES,
+    BtfObj,
+    IdSpace,
+    Link,
+    Map,
+    Obj,
+    Prog,
+)
+from .process import POSSIBLE_CPUS, ObjFile, Process, open_flags, verified_insns
 from .vfs import PATH_MAX, Dir, R, W
 from .vm import storage, testrun
 
@@ -57,14 +68,20 @@ UNSUPPORTED_LOAD_FIELDS = ("prog_ifindex", "attach_btf_id", "attach_prog_fd")
 #: MAP_CREATE fields the model does not implement: they must be zero (EINVAL; the
 #: kernel's errno differs: EOPNOTSUPP for a device without map offload).
 UNSUPPORTED_MAP_FIELDS = ("map_ifindex",)
-F_NO_PREALLOC, F_NUMA_NODE, F_ZERO_SEED, F_INNER_MAP = 1 << 0, 1 << 2, 1 << 6, 1 << 12
+F_NO_COMMON_LRU, F_NUMA_NODE, F_ZERO_SEED, F_INNER_MAP = 1 << 1, 1 << 2, 1 << 6, 1 << 12
 _ACCESS = uapi.F_RDONLY | uapi.F_WRONLY | uapi.F_RDONLY_PROG | uapi.F_WRONLY_PROG
+_HTAB = F_NO_PREALLOC | F_NUMA_NODE | _ACCESS | F_ZERO_SEED
+_T = uapi.MapType
 #: ``ARRAY_CREATE_FLAG_MASK`` and ``HTAB_CREATE_FLAG_MASK`` (6.18), of the flags these
-#: map types take (PRESERVE_ELEMS and NO_COMMON_LRU are for other array and hash types).
-MAP_FLAGS = {uapi.MapType.ARRAY: F_NUMA_NODE | uapi.F_MMAPABLE | _ACCESS | F_INNER_MAP,
-             uapi.MapType.HASH: F_NO_PREALLOC | F_NUMA_NODE | _ACCESS | F_ZERO_SEED,
+#: map types take (PRESERVE_ELEMS is for another array type; a PERCPU_ARRAY refuses
+#: NUMA_NODE, MMAPABLE and INNER_MAP, only an LRU hash takes NO_COMMON_LRU; EINVAL all,
+#: measured on 6.18.44).
+MAP_FLAGS = {_T.ARRAY: F_NUMA_NODE | uapi.F_MMAPABLE | _ACCESS | F_INNER_MAP,
+             _T.PERCPU_ARRAY: _ACCESS, _T.HASH: _HTAB, _T.PERCPU_HASH: _HTAB,
+             _T.LRU_HASH: _HTAB | F_NO_COMMON_LRU, _T.LRU_PERCPU_HASH: _HTAB | F_NO_COMMON_LRU,
              # LOCAL_STORAGE_CREATE_FLAG_MASK
              **dict.fromkeys(storage.TYPES, F_NUMA_NODE | _ACCESS)}
+PCPU_MIN_UNIT_SIZE = 32 << 10  # a per-CPU value's limit, rounded up to 8 bytes (E2BIG)
 
 
 def bpf(proc: Process, cmd: int, attr_obj: Any, size: int | None) -> int:
@@ -115,10 +132,15 @@ def map_create(proc: Process, attr: Attr) -> int:
         raise fail(errno.EINVAL)
     if a.map_type not in MAP_FLAGS or any(getattr(a, f) for f in UNSUPPORTED_MAP_FIELDS):
         raise fail(errno.EINVAL)
-    is_array = a.map_type == uapi.MapType.ARRAY
+    is_array = a.map_type in ARRAY_TYPES
     prog_side = uapi.F_RDONLY_PROG | uapi.F_WRONLY_PROG
     if (a.map_flags & ~MAP_FLAGS[uapi.MapType(a.map_type)]
             or a.map_flags & prog_side == prog_side):
+        raise fail(errno.EINVAL)
+    if a.map_type in LRU_TYPES and a.map_flags & F_NO_PREALLOC:
+        raise fail(uapi.ENOTSUPP)  # htab_map_alloc_check: an LRU map is preallocated
+    if a.map_flags & F_NUMA_NODE and (a.map_type in PERCPU_TYPES - storage.TYPES
+                                      or a.map_flags & F_NO_COMMON_LRU):
         raise fail(errno.EINVAL)
     if a.map_type in storage.TYPES:
         storage.check_create(a)
@@ -126,7 +148,8 @@ def map_create(proc: Process, attr: Attr) -> int:
         raise fail(errno.EINVAL)
     elem = (a.value_size + 7) // 8 * 8 + (0 if is_array else a.key_size)
     if (a.key_size > HASH_KEY_MAX or a.value_size > MAP_VALUE_MAX
-            or a.max_entries * elem > MAP_BYTES_MAX):
+            or a.max_entries * elem > MAP_BYTES_MAX
+            or (a.map_type in PERCPU_TYPES and -(-a.value_size // 8) * 8 > PCPU_MIN_UNIT_SIZE)):
         raise fail(errno.E2BIG)
     if not proc.bpf_capable():  # unprivileged_bpf_disabled (§15)
         raise fail(errno.EPERM)
@@ -136,8 +159,14 @@ def map_create(proc: Process, attr: Attr) -> int:
     if types is not None:
         _map_check_btf(types.btf, a)
     cls = storage.StorageMap if a.map_type in storage.TYPES else Map
+    max_entries = a.max_entries
+    if a.map_flags & F_NO_COMMON_LRU:  # an LRU list per CPU, each as long
+        max_entries = -(-max_entries // POSSIBLE_CPUS) * POSSIBLE_CPUS
+        if max_entries > 0xFFFFFFFF:
+            max_entries -= POSSIBLE_CPUS
     new = cls(m.maps, m.defer, map_type=a.map_type, key_size=a.key_size,
-              value_size=a.value_size, max_entries=a.max_entries,
+              value_size=a.value_size, max_entries=max_entries,
+              ncopies=POSSIBLE_CPUS if a.map_type in PERCPU_TYPES else 1,
               flags=a.map_flags & ~(uapi.F_RDONLY | uapi.F_WRONLY), name=name, btf=types,
               btf_key_type_id=a.btf_key_type_id if types else 0,
               btf_value_type_id=a.btf_value_type_id if types else 0)

@@ -16,7 +16,7 @@ from .. import uapi
 from ..asm import LD_IMM64
 from .cgroupfs import Cgroup
 from .memory import PAGE, fail
-from .objects import BtfObj, Link, Map, Obj, Prog
+from .objects import F_NO_PREALLOC, BtfObj, Link, Map, Obj, Prog
 from .vfs import Cred, Dir
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ PAGE_SIZE = 4096
 #: struct htab_elem (before key and value), and HASHTAB_MAP_LOCK_COUNT.
 PROG_HEAD, ARRAY_HEAD, HTAB_HEAD, HTAB_BUCKET, HTAB_ELEM_HEAD, HTAB_LOCKS = \
     96, 312, 896, 16, 48, 8
+LLIST_NODE = 8  # struct llist_node
 ObjT = TypeVar("ObjT", bound=Obj)
 
 
@@ -139,19 +140,28 @@ def prog_memlock(prog: Prog) -> int:
 
 
 def map_memlock(m: Map) -> int:
-    """``map_mem_usage`` of an ARRAY (``array_map_mem_usage``) or a preallocated HASH
-    (``htab_map_mem_usage``: buckets for max_entries rounded up to a power of two, per-CPU
-    lock counters, and one extra element and one element pointer per possible CPU).  An
-    MMAPABLE array's head and values take whole pages."""
+    """``map_mem_usage``: of an ARRAY or PERCPU_ARRAY (``array_map_mem_usage``; a per-CPU
+    array adds a pointer per entry; an MMAPABLE array's head and values take whole
+    pages), or of a hash (``htab_map_mem_usage``): buckets for max_entries rounded up to
+    a power of two, per-CPU lock counters, and the elements (a per-CPU one holds a pointer
+    to its copies): not preallocated, those there are with their list nodes; else
+    max_entries of them and, for a plain HASH, one extra element and one element pointer
+    per possible CPU.  Checked against 6.18.44 (whose hashes lack the lock counters)."""
     value = _round(m.value_size, 8)
     if m.is_array and m.flags & uapi.F_MMAPABLE:
         return _round(ARRAY_HEAD, PAGE) + _round(m.max_entries * value, PAGE)
     if m.is_array:
-        return ARRAY_HEAD + m.max_entries * value
+        return ARRAY_HEAD + m.max_entries * (value if m.ncopies == 1 else 8 + value * m.ncopies)
     buckets = 1 << (m.max_entries - 1).bit_length()
-    elem = HTAB_ELEM_HEAD + _round(m.key_size, 8) + value
-    return (HTAB_HEAD + HTAB_BUCKET * buckets + 4 * POSSIBLE_CPUS * HTAB_LOCKS
-            + elem * (m.max_entries + POSSIBLE_CPUS) + 8 * POSSIBLE_CPUS)
+    head = HTAB_HEAD + HTAB_BUCKET * buckets + 4 * POSSIBLE_CPUS * HTAB_LOCKS
+    elem = HTAB_ELEM_HEAD + _round(m.key_size, 8)
+    # a per-CPU element holds a pointer to its copies
+    elem += 8 + value * m.ncopies if m.ncopies > 1 else value
+    if m.flags & F_NO_PREALLOC:  # the elements there are, with llist nodes
+        return head + (elem + LLIST_NODE + (LLIST_NODE + 8 if m.ncopies > 1 else 0)) * len(m.data)
+    if m.ncopies > 1 or m.is_lru:
+        return head + elem * m.max_entries
+    return head + elem * (m.max_entries + POSSIBLE_CPUS) + 8 * POSSIBLE_CPUS
 
 
 def verified_insns(prog: Prog) -> int:

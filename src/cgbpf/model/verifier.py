@@ -204,7 +204,7 @@ def check(insns: list[Insn], maps: dict[int, Map | None], *, v4: bool = True) ->
 def _direct_value(m: Map, off: int) -> None:
     """``map_direct_value_addr``: ARRAY maps only (EINVAL), with one entry (ENOTSUPP),
     the offset inside the value (EINVAL)."""
-    if not m.is_array:
+    if m.type != uapi.MapType.ARRAY:
         raise Rejected(errno.EINVAL, "no direct value access support for this map type")
     where = f"invalid access to map value pointer, value_size={m.value_size} off={off}"
     if m.max_entries != 1:

@@ -21,6 +21,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ... import uapi
 from . import maps as vmaps
 from .errors import NondeterministicValue, NotSupportedByVM, StepLimit, VerifierWouldReject
 from .regions import M32, M64, STACK_SIZE, UNINIT, MapRegion, Ptr, Region, Stack
@@ -750,7 +751,8 @@ def _ld_imm64(d: int, s: int, lo: int, hi: int, maps: Any,
             region = map_regions[id(m)] = MapRegion(m)
         return _mov_k(d, Ptr(region, 0), nxt)
     elem = m.element(bytes(m.key_size))
-    if not m.is_array or m.max_entries != 1 or elem is None or not 0 <= hi < m.value_size:
+    if (m.type != uapi.MapType.ARRAY or m.max_entries != 1 or elem is None
+            or not 0 <= hi < m.value_size):
         raise _invalid(f"invalid access to map value pointer, value_size={m.value_size} "
                        f"off={hi}")
     return _mov_k(d, Ptr(vmaps.value_region(m, elem), hi), nxt)

@@ -38,15 +38,17 @@ def value_region(m: Map, elem: Value) -> Mem:
 
 
 def lookup(env: Env, m: Map, key: bytes) -> Ptr | int:
-    """A pointer to the value of ``key``, or NULL (the scalar 0)."""
-    elem = m.element(key)
+    """A pointer to the value of ``key`` (a per-CPU map: the running CPU's copy), or NULL
+    (the scalar 0)."""
+    elem = m.element(key, env.cpu)
     return 0 if elem is None else Ptr(value_region(m, elem), 0)
 
 
 def update(env: Env, m: Map, key: bytes, value: bytes, flags: int) -> int:
-    """0, or the helper's negative errno (EINVAL, E2BIG, EEXIST, ENOENT)."""
+    """0, or the helper's negative errno (EINVAL, E2BIG, EEXIST, ENOENT); a per-CPU map:
+    the running CPU's copy."""
     try:
-        m.update(key, value, flags)
+        m.update_from(env.cpu, key, value, flags)
     except OSError as e:
         return _neg(e)
     return 0

@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import uapi
 from ..memory import fail
-from ..objects import Map, Value
-from ..process import POSSIBLE_CPUS
+from ..objects import Map, Value, join_copies, split_copies
 from .regions import Mem, Region
 
 if TYPE_CHECKING:
@@ -82,12 +81,7 @@ class StorageMap(Map):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.ncopies = POSSIBLE_CPUS if self.type == PERCPU_CGROUP_STORAGE else 1
         self.storages: dict[bytes, Storage] = {}
-
-    @property
-    def value_len(self) -> int:
-        return self.value_size if self.ncopies == 1 else -(-self.value_size // 8) * 8 * self.ncopies
 
     def key_of(self, cgroup: Cgroup, attach_type: int) -> bytes:
         if self.key_size == 8:
@@ -117,9 +111,7 @@ class StorageMap(Map):
         return st
 
     def lookup(self, key: bytes) -> bytes:
-        st = self._get(key)
-        pad = -self.value_size % 8 if self.ncopies > 1 else 0
-        return b"".join(bytes(v) + bytes(pad) for v in st.values)
+        return join_copies(self._get(key).values, self.value_size)
 
     def update(self, key: bytes, value: bytes, flags: int) -> None:
         """``cgroup_storage_update_elem`` (non-PERCPU: the value; PERCPU: each CPU's,
@@ -127,9 +119,9 @@ class StorageMap(Map):
         if flags & ~(uapi.F_LOCK | uapi.EXIST) or flags & uapi.F_LOCK:
             raise fail(errno.EINVAL)
         st = self._get(key)
-        step = self.value_size + (-self.value_size % 8 if self.ncopies > 1 else 0)
-        for i, v in enumerate(st.values):
-            v[:] = value[i * step:i * step + self.value_size].ljust(self.value_size, b"\0")
+        for v, copy in zip(st.values, split_copies(value, self.value_size, self.ncopies),
+                           strict=True):
+            v[:] = copy
 
     def delete(self, key: bytes) -> None:
         raise fail(errno.EINVAL)
