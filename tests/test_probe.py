@@ -132,6 +132,17 @@ def _skb(*insns: asm.Item) -> Callable[[Use], str]:
         expected_attach_type=EGRESS, kernel=u.k).close())
 
 
+def _data_end(u: Use) -> str:
+    """A test run of ``return data_end - data == 20`` on a 20-byte IP packet."""
+    reader = Program.load([asm.ldx("w", asm.R2, asm.R1, 76), asm.ldx("w", asm.R3, asm.R1, 80),
+                           asm.sub64(asm.R3, asm.R2), asm.mov64(asm.R0, 0),
+                           asm.jne(asm.R3, 20, 1), asm.mov64(asm.R0, 1), asm.exit_()],
+                          ProgType.CGROUP_SKB, expected_attach_type=EGRESS, kernel=u.k)
+    with reader:
+        ip = bytes(12) + b"\x08\x00\x45" + bytes(19)
+        return "set" if reader.test_run(ip).retval else "not set"
+
+
 def _hook(at: AT) -> Callable[[Use], str]:
     return lambda u: outcome(lambda: u.cg.query(at))
 
@@ -201,6 +212,7 @@ USES: dict[str, tuple[Callable[[Use], str], str, str]] = {
     "st_ctx": (_skb(asm.st("w", asm.R1, 8, 1)), "ok", "EACCES"),  # skb->mark = 1
     "cpu_v4": (_skb(asm.mov64(asm.R2, 1), asm.Insn(0xBF, 2, 2, 8, 0)),  # r2 = (s8) r2
                "ok", "EINVAL"),
+    "test_run_data_end": (_data_end, "set", "not set"),
 }
 _IDS = (ctypes.c_uint32 * 4)()
 

@@ -14,7 +14,7 @@ import pytest
 
 from cgbpf import AttachType, BpfError, Map, MapType, Program, ProgType, asm, uapi
 from cgbpf.asm import R0, R1, R2, R3, R4
-from cgbpf.kernel import Kernel
+from cgbpf.kernel import Kernel, probe
 
 GET_LOCAL_STORAGE = 81  # BPF_FUNC_get_local_storage
 ETH_IP4, ETH_IP6 = bytes(12) + b"\x08\x00", bytes(12) + b"\x86\xdd"
@@ -64,6 +64,8 @@ def data_byte(i: int) -> Callable[[Map], list[asm.Item]]:
                        asm.ldx("b", R0, R2, i), *store(io, R0)]
 
 
+#: The readers that need data_end.
+DATA_END_READERS = ("data_end - data", "data[0]", "data[32]")
 READERS: dict[str, Callable[[Map], list[asm.Item]]] = {
     "len": field(0), "pkt_type": field(4), "protocol": field(16), "data_end - data": data_len,
     "data[0]": data_byte(0), "data[32]": data_byte(32), "ifindex": field(40),
@@ -106,14 +108,18 @@ def test_retval(kernel: Kernel, ret: int) -> None:
 
 @pytest.mark.parametrize("frame", list(SEEN))
 def test_what_the_program_sees(kernel: Kernel, frame: str) -> None:
-    """Each ``__sk_buff`` field and packet byte read by its own program, per frame."""
+    """Each ``__sk_buff`` field and packet byte read by its own program, per frame (the
+    packet's end and bytes where the kernel's test run sets data_end: before
+    ``test_run_data_end`` it is garbage)."""
+    names = [n for n in READERS
+             if n not in DATA_END_READERS or probe.check(kernel, "test_run_data_end")]
     with io_map(kernel) as io:
         seen = {}
-        for name, reader in READERS.items():
-            with Program.load(reader(io), ProgType.CGROUP_SKB, kernel=kernel) as prog:
+        for name in names:
+            with Program.load(READERS[name](io), ProgType.CGROUP_SKB, kernel=kernel) as prog:
                 assert prog.test_run(FRAMES[frame]).retval == 1
             seen[name] = stored(io)
-    assert seen == {name: SEEN[frame].get(name, 0) for name in READERS}
+    assert seen == {name: SEEN[frame].get(name, 0) for name in names}
 
 
 def test_counter_per_repeat(kernel: Kernel) -> None:
@@ -206,7 +212,9 @@ def raw(kernel: Kernel) -> Iterator[Raw]:
 #: order where two checks could both fail (measured on 6.18.44).
 ERRNO_CASES: list[tuple[str, dict[str, object], int]] = [
     ("attr tail past batch_size", {"tail": 76}, errno.EINVAL),
-    ("attr tail before the fd", {"tail": 167, "prog_fd": 999}, errno.EINVAL),
+    # (a byte inside every kernel's union bpf_attr: 6.1's and 6.12's end before 167,
+    # where a non-zero byte is E2BIG)
+    ("attr tail before the fd", {"tail": 120, "prog_fd": 999}, errno.EINVAL),
     ("ctx_in without ctx_size_in, before the fd", {"ctx_in": "ctx", "prog_fd": 999},
      errno.EINVAL),
     ("ctx_size_in without ctx_in", {"ctx_size_in": 192}, errno.EINVAL),

@@ -337,6 +337,25 @@ def _skb_program(absent: int, *insns: tuple[int, int, int, int]) -> Callable[[Pr
 
 
 _EXIT, _R0_1 = (0x95, 0, 0, 0), (0xB7, 0, 0, 1)
+#: An IPv4 frame for test runs: Ethernet header (type 0x0800) + a 20-byte IP header.
+_IP4_FRAME = bytes(12) + b"\x08\x00\x45" + bytes(19)
+
+
+def _test_run_data_end(p: Prober) -> bool:
+    """A CGROUP_SKB test run of ``return data_end - data == 20`` on a 20-byte IP packet:
+    1 where the run sets data_end; else data_end is whatever the skb's control block
+    held (garbage: seen on Debian 6.1 and 6.12)."""
+    code = b"".join(struct.pack("<BBhi", *x) for x in (
+        (0x61, 0x12, 76, 0), (0x61, 0x13, 80, 0),  # r2 = skb->data, r3 = skb->data_end
+        (0x1F, 0x23, 0, 0), (0xB7, 0, 0, 0),  # r3 -= r2; r0 = 0
+        (0x55, 0x03, 1, 20), _R0_1, _EXIT))  # if r3 != 20 goto exit; r0 = 1
+    buf = ctypes.create_string_buffer(code, len(code))
+    prog = p.own(p.call("PROG_LOAD", lambda: _sys.prog_load(
+        p.k, prog_type=ProgType.CGROUP_SKB, insns=buf, insn_cnt=len(code) // 8,
+        license=_sys.c_str("GPL"), expected_attach_type=AttachType.CGROUP_INET_EGRESS)))
+    frame = ctypes.create_string_buffer(_IP4_FRAME, len(_IP4_FRAME))
+    return bool(p.call("PROG_TEST_RUN", lambda: _sys.prog_test_run(
+        p.k, prog, frame, None)).retval)
 
 
 def _prog_flag(flag: int) -> Callable[[Prober], bool]:
@@ -478,6 +497,12 @@ FEATURES: dict[str, Feature] = {f.key: f for f in [
             "sign-extending loads and moves, sdiv/smod, bswap, gotol (before: EINVAL)",
             "PROG_LOAD of r0 = (s8) r0",
             _skb_program(errno.EINVAL, _R0_1, (0xBF, 0x00, 8, 0), _EXIT)),
+    Feature("test_run_data_end", "data_end in CGROUP_SKB test runs", "6.18",
+            "BPF_PROG_TEST_RUN of a CGROUP_SKB program sets __sk_buff.data_end (before:"
+            " the skb's control block is not set, data_end reads as garbage; seen on"
+            " Debian 6.1 and 6.12, the first mainline release with it not pinned down)",
+            "a test run of data_end - data == 20 on a 20-byte packet",
+            _test_run_data_end),
     Feature("btf_float", "BTF_KIND_FLOAT", "5.13", "the BTF kind FLOAT (16)",
             "BTF_LOAD of a FLOAT", _btf_kind(*BTF_KIND_PROBES["btf_float"])),
     Feature("btf_decl_tag", "BTF_KIND_DECL_TAG", "5.16", "the BTF kind DECL_TAG (17)",

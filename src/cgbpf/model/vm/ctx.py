@@ -306,6 +306,8 @@ class SkbCtx(Ctx):
                  mark: int = 0, priority: int = 0) -> None:
         super().__init__(attach_type, 192)
         self.sock, self.packet = sock, Packet(packet)
+        #: False: data_end is not set (a test run before ``test_run_data_end``)
+        self.data_end_set = True
         self.mark, self.priority, self.tstamp = mark, priority, 0
         self.ingress = attach_type == A.CGROUP_INET_INGRESS
         self.pkt_type = 0  # PACKET_HOST
@@ -313,6 +315,12 @@ class SkbCtx(Ctx):
         self.ingress_ifindex = LOOPBACK_IFINDEX if self.ingress else 0
         self.gso_segs = self.gso_size = self.hwtstamp = 0
         self.sk_view = SockCtx(SK_COMMON, sock) if sock is not None else None
+
+    def data_end(self) -> Ptr:
+        """The end of the packet data; where the kernel does not set it (a test run
+        before ``test_run_data_end``) it reads as garbage there, and here as ``data``:
+        deterministic, and every bounds check against it fails."""
+        return Ptr(self.packet, len(self.packet.buf) if self.data_end_set else 0)
 
     def _set_mark(self, v: int) -> None:
         self.mark = v
@@ -348,7 +356,7 @@ class SkbCtx(Ctx):
         Field("cb", 48, 4, 4, array=20),
         Field("hash", 68, 4, 4, lambda c: 0),
         Field("data", 76, 4, 8, lambda c: Ptr(c.packet, 0)),
-        Field("data_end", 80, 4, 8, lambda c: Ptr(c.packet, len(c.packet.buf))),
+        Field("data_end", 80, 4, 8, lambda c: c.data_end()),
         Field("napi_id", 84, 4, 4, lambda c: 0),
         Field("family", 88, 4, 2, lambda c: c._sk("family")),
         Field("remote_ip4", 92, 4, 4, lambda c: c._ip("dst", AF_INET)),

@@ -121,6 +121,7 @@ def _skb(prog: Prog, frame: bytes, proc: Process) -> SkbCtx:
     if src:
         sock.src, sock.dst = src, dst
     ctx = SkbCtx(prog.expected_attach_type, sock, packet)
+    ctx.data_end_set = proc.machine.profile.has("test_run_data_end")
     ctx.protocol = int.from_bytes(ethertype.to_bytes(2, "big"), "little")
     ctx.ingress_ifindex = 0
     mac = frame[:6]
