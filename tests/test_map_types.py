@@ -131,16 +131,20 @@ def test_percpu_hash_from_user_space(kernel: Kernel, t: MapType) -> None:
 @pytest.mark.parametrize("n", [2, 16])
 def test_lru_evicts_when_full(kernel: Kernel, t: MapType, n: int) -> None:
     """Filled past max_entries, every insert succeeds: the map never holds more than
-    max_entries and the newest key is there with its value."""
+    max_entries and the newest key is there with its value.  NOEXIST of a present key is
+    EEXIST while the map has room (once it is full, the kernel takes a node for the new
+    element first, which may evict that very key: seen on Debian 6.1 with one CPU)."""
     with Map.create(t, key_size=4, value_size=8, max_entries=n, kernel=kernel) as m:
+        value = bytes(m.value_len)
+        m.update(u32(0), value)
+        with pytest.raises(BpfError) as e:
+            m.update(u32(0), value, flags=uapi.NOEXIST)
+        assert e.value.errno == errno.EEXIST
         for i in range(3 * n):
             value = struct.pack("<Q", i) * (m.value_len // 8)
             m.update(u32(i), value)
             assert m.lookup(u32(i)) == value
             assert len(list(m.keys())) <= n
-        with pytest.raises(BpfError) as e:
-            m.update(u32(3 * n - 1), value, flags=uapi.NOEXIST)
-        assert e.value.errno == errno.EEXIST
         with pytest.raises(BpfError) as e:
             m.update(u32(1), 3 * value, flags=uapi.ANY)
         assert e.value.errno == errno.EINVAL  # a value of the wrong size
