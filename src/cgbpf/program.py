@@ -154,7 +154,9 @@ class Program(BpfObject):
         ``len(data) - 14``) and a socket whose addresses are the IP header's (source
         local, destination remote).  The runs share one packet and a cgroup storage
         zeroed for this call; ``data_out`` is the packet with the Ethernet header zeroed.
-        CGROUP_SKB test runs predate Linux 5.6, the oldest kernel cgbpf models."""
+        CGROUP_SKB test runs predate Linux 5.6, the oldest kernel cgbpf models; where the
+        probe ``test_run_data_end`` finds it absent (Debian 6.1 and 6.12), the run does not
+        set ``skb->data_end``, and reading the packet is not possible."""
         _check.arg("Program.test_run", "data", data, (bytes, bytearray, memoryview), "bytes")
         _check.arg("Program.test_run", "repeat", repeat, int, "an int")
         if not 0 <= repeat <= 0xFFFFFFFF:
