@@ -9,6 +9,7 @@ checked one way or the other."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import shutil
@@ -18,9 +19,12 @@ from pathlib import Path
 
 import pytest
 
+import cgbpf
 from cgbpf import uapi
+from cgbpf.kernel import Kernel
 from cgbpf.model.profiles import NAMES, Profile
 from cgbpf.uapi import Cmd
+from cgtest import need_host
 
 #: §1.4: offsets of fields newer than Linux 6.1's header, measured on 6.18.
 MEASURED_OFFSETS = {
@@ -335,3 +339,24 @@ def test_every_profile_ends_attrs_at_a_field(name: str) -> None:
         assert p.attr_end(cmd) == (uapi.LINK_CREATE_SIZE if last is None
                                    else uapi.end_of(*last))
     assert p.link_info_size == (64 if p.has("link_info_64") else 48)
+
+
+def union_size(k: Kernel) -> int:
+    """Where E2BIG starts: the first byte of a 176-byte attr whose being non-zero makes
+    PROG_GET_NEXT_ID refuse with E2BIG (past ``sizeof(union bpf_attr)``)."""
+    for i in range(8, 176):
+        attr = (ctypes.c_ubyte * 176)()
+        attr[i] = 1
+        try:
+            k.bpf(Cmd.PROG_GET_NEXT_ID, attr, 176)
+        except OSError as e:
+            if e.errno == errno.E2BIG:
+                return i
+    raise AssertionError("no E2BIG up to 176 bytes")
+
+
+def test_union_size_host_and_model_agree() -> None:
+    """The host's ``sizeof(union bpf_attr)`` is the model's, calibrated from it (and in
+    the kernel matrix: 144 on Debian 6.1, 152 on 6.12, 168 on 6.18 here)."""
+    host, model = need_host(), cgbpf.model("host")
+    assert union_size(host) == union_size(model) == model.profile.attr_size

@@ -86,7 +86,7 @@ PCPU_MIN_UNIT_SIZE = 32 << 10  # a per-CPU value's limit, rounded up to 8 bytes 
 
 def bpf(proc: Process, cmd: int, attr_obj: Any, size: int | None) -> int:
     """The syscall: size rules first (E2BIG), then the command (unknown: EINVAL)."""
-    attr = Attr(attr_obj, size)
+    attr = Attr(attr_obj, size, proc.machine.profile.attr_size)
     feature, handler = COMMANDS.get(cmd, (None, None))
     if handler is None or (feature and not proc.machine.profile.has(feature)):
         raise fail(errno.EINVAL)

@@ -127,9 +127,12 @@ def is_zero(ptr: int, n: int) -> bool:
 
 class Attr:
     """A ``union bpf_attr`` as a command sees it (§1.4): the caller's first
-    ``min(size, 168)`` bytes, zero-extended to 168, and the caller's memory for outputs."""
+    ``min(size, union)`` bytes, zero-extended to 168, and the caller's memory for
+    outputs; ``union`` is the kernel's ``sizeof(union bpf_attr)`` (a non-zero byte past
+    it: E2BIG)."""
 
-    def __init__(self, attr: ctypes.Structure | ctypes.Array[Any], size: int | None) -> None:
+    def __init__(self, attr: ctypes.Structure | ctypes.Array[Any], size: int | None,
+                 union: int = uapi.ATTR_SIZE) -> None:
         self.addr = ctypes.addressof(attr)
         #: The bytes the attr object itself owns: always mapped, so they are read and
         #: written directly (0.5 and 0.1 us instead of 4 us for a ``process_vm_*``
@@ -142,9 +145,9 @@ class Attr:
         self.writable = max(n, self.owned)
         if n > uapi.ATTR_MAX:
             raise fail(errno.E2BIG)
-        if n > uapi.ATTR_SIZE and not is_zero(self.addr + uapi.ATTR_SIZE, n - uapi.ATTR_SIZE):
+        if n > union and not is_zero(self.addr + union, n - union):
             raise fail(errno.E2BIG)
-        n = min(n, uapi.ATTR_SIZE)
+        n = min(n, union)
         head = ctypes.string_at(self.addr, n) if n <= self.owned else read(self.addr, n)
         self.raw = head + _ZEROS[n:]
 

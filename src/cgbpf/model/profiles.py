@@ -183,6 +183,14 @@ class Profile:
         return uapi.LINK_CREATE_SIZE if last is None else uapi.end_of(*last)
 
     @property
+    def attr_size(self) -> int:
+        """``sizeof(union bpf_attr)`` (§1.4), as measured: 168 on 6.18 (PROG_LOAD's
+        signature fields came with SHA-256 tags), 152 on 6.12 (``prog_token_fd``, which
+        came with the token work that made CAP_SYS_ADMIN count as CAP_NET_ADMIN), 144 on
+        6.1.  Kernels before 5.17 have a smaller union still (not measured: 144 here)."""
+        return 168 if self.has("tag_sha256") else 152 if self.has("bpf_net_capable") else 144
+
+    @property
     def link_info_size(self) -> int:
         """``sizeof(struct bpf_link_info)`` (§13, §19)."""
         return (ctypes.sizeof(uapi.LinkInfo) if self.has("link_info_64")
