@@ -44,31 +44,33 @@ def _demo(sub: Any) -> None:
                    "subtree removed at the end", formatter_class=Formatter)
 
 
-def _command(argv: list[str]) -> str | None:
-    """The command word of ``argv`` (None: none, as for ``--help``)."""
+def _words(argv: list[str]) -> tuple[str | None, str | None]:
+    """The command and verb words of ``argv`` (None: none, as for ``--help``)."""
+    found: list[str | None] = []
     words = iter(argv)
     for w in words:
         if w == "--kernel":
             next(words, None)
         elif not w.startswith("-"):
-            return w
-    return None
+            found.append(w)
+    found += [None, None]
+    return found[0], found[1]
 
 
 _GROUPS = {"cgroup": cgroup.register, "link": link.register, "prog": prog.register}
 
 
 def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The command line's parser; given ``argv``, only the verbs of the command it asks
-    for are built (the others' names and help stay: a mistyped verb or ``--help`` reads
-    as before), a sixth of a quick command's time."""
-    wanted = _command(argv or [])
+    """The command line's parser; given ``argv``, only the command and verb it asks for
+    are built in full (the others' names and help stay: a mistyped word or ``--help``
+    reads as before), a sixth of a quick command's time."""
+    wanted, verb = _words(argv or [])
     p = argparse.ArgumentParser(prog="cgbpf", description=__doc__, epilog=EPILOG,
                                 parents=[options()], formatter_class=Formatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, register in _GROUPS.items():
-        register(sub, full=wanted in (name, None))
-    doctor.register(sub)
+        register(sub, full=wanted in (name, None), verb=verb if wanted == name else None)
+    doctor.register(sub, full=wanted in ("doctor", "prune", None))
     _demo(sub)
     return p
 

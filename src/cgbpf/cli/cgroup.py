@@ -39,11 +39,11 @@ examples:
   cgbpf cgroup detach web connect4 name allow_local"""
 
 
-def register(sub: Any, *, full: bool = True) -> None:
+def register(sub: Any, *, full: bool = True, verb: str | None = None) -> None:
     verb_group(sub, "cgroup", "what is attached to cgroups; attach, detach, link",
                __doc__ or "", USAGE, EXAMPLES,
                (("show", show), ("tree", tree), ("attach", attach), ("detach", detach),
-                ("link", link)), full=full)
+                ("link", link)), full=full, verb=verb)
 
 
 def flags_str(flags: int) -> str:

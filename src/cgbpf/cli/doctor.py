@@ -417,15 +417,24 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="indented JSON output")
 
 
-def register(sub: Any) -> None:
-    """Add ``doctor`` and ``prune`` to the subparsers ``sub``."""
+_DOCTOR_HELP = "report defunct links, orphaned programs, stale pins"
+_PRUNE_HELP = "remove what doctor reports as garbage"
+
+
+def register(sub: Any, *, full: bool = True) -> None:
+    """Add ``doctor`` and ``prune`` to the subparsers ``sub`` (``full=False``: their
+    names and help only)."""
     fmt = Formatter
-    d = sub.add_parser("doctor", help="report defunct links, orphaned programs, stale pins",
+    if not full:
+        for name, help_ in (("doctor", _DOCTOR_HELP), ("prune", _PRUNE_HELP)):
+            sub.add_parser(name, help=help_, formatter_class=fmt)
+        return
+    d = sub.add_parser("doctor", help=_DOCTOR_HELP,
                        description=__doc__.split("\n\n")[0], epilog=_DOCTOR_EPILOG,
                        formatter_class=fmt)
     _common(d)
     d.set_defaults(func=run_doctor)
-    p = sub.add_parser("prune", help="remove what doctor reports as garbage",
+    p = sub.add_parser("prune", help=_PRUNE_HELP,
                        epilog=_DOCTOR_EPILOG, formatter_class=fmt)
     _common(p)
     p.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")

@@ -33,9 +33,10 @@ EXAMPLES = """examples:
   cgbpf link detach id 12"""
 
 
-def register(sub: Any, *, full: bool = True) -> None:
-    verb_group(sub, "link", "show, pin, update, detach bpf_links", __doc__ or "", USAGE, EXAMPLES,
-               (("show", show), ("pin", pin), ("update", update), ("detach", detach)), full=full)
+def register(sub: Any, *, full: bool = True, verb: str | None = None) -> None:
+    verb_group(sub, "link", "show, pin, update, detach bpf_links", __doc__ or "", USAGE,
+               EXAMPLES, (("show", show), ("pin", pin), ("update", update), ("detach", detach)),
+               full=full, verb=verb)
 
 
 # What the other commands share: links by hook, cgroup paths by id, pins by id.

@@ -88,9 +88,11 @@ Verb = Callable[..., int]
 
 
 def verb_group(sub: Any, name: str, help_: str, doc: str, usage: dict[str, str],
-               examples: str, verbs: Sequence[tuple[str, Verb]], *, full: bool) -> None:
+               examples: str, verbs: Sequence[tuple[str, Verb]], *, full: bool,
+               verb: str | None = None) -> None:
     """The command ``name`` with its ``verbs`` (each taking free words, run by ``fn``);
-    ``full=False`` (another command was asked for): the name and its help only."""
+    ``full=False`` (another command was asked for): the name and its help only;
+    ``verb``: the one asked for (the others: their names only)."""
     if not full:
         sub.add_parser(name, help=help_, formatter_class=Formatter)
         return
@@ -99,11 +101,15 @@ def verb_group(sub: Any, name: str, help_: str, doc: str, usage: dict[str, str],
                        + "\n  ".join(usage.values()) + "\n\n" + examples,
                        formatter_class=Formatter)
     group = p.add_subparsers(dest="verb", required=True)
-    for verb, fn in verbs:
-        v = group.add_parser(verb, parents=[parent], usage=usage[verb], epilog=examples,
+    known = {v for v, _ in verbs}
+    for word, fn in verbs:
+        if verb in known and word != verb:
+            group.add_parser(word, formatter_class=Formatter)
+            continue
+        v = group.add_parser(word, parents=[parent], usage=usage[word], epilog=examples,
                              formatter_class=Formatter)
         v.add_argument("words", nargs="*", help=argparse.SUPPRESS)
-        v.set_defaults(run=fn, usage=usage[verb])
+        v.set_defaults(run=fn, usage=usage[word])
 
 
 _OPTIONS: list[Any] = []

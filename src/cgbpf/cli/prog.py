@@ -27,10 +27,10 @@ EXAMPLES = """examples:
   cgbpf -j prog show"""
 
 
-def register(sub: Any, *, full: bool = True) -> None:
+def register(sub: Any, *, full: bool = True, verb: str | None = None) -> None:
     verb_group(sub, "prog", "load an object's programs, show programs", __doc__ or "",
                USAGE, EXAMPLES,
-               (("load", load), ("show", show)), full=full)
+               (("load", load), ("show", show)), full=full, verb=verb)
 
 
 def load(k: Kernel, w: Words, o: Output) -> int:
