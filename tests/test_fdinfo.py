@@ -40,20 +40,11 @@ HASHES = {MapType.HASH, MapType.PERCPU_HASH, MapType.LRU_HASH, MapType.LRU_PERCP
 CONNECT4 = AttachType.CGROUP_INET4_CONNECT
 
 
-def possible_cpus(kernel: Kernel) -> int:
-    """``num_possible_cpus()``: the model's constant, or the host's possible mask."""
-    if kernel.name == "model":
-        return process.POSSIBLE_CPUS
-    with open("/sys/devices/system/cpu/possible") as f:
-        spans = [part.split("-") for part in f.read().strip().split(",")]
-    return sum(int(s[-1]) - int(s[0]) + 1 for s in spans)
-
-
 def map_memlock(kernel: Kernel, t: MapType, key: int, value: int, n: int) -> int:
     """6.18's ``map_mem_usage`` (array_map_mem_usage, htab_map_mem_usage, prealloc): a
     per-CPU element has a pointer to a rounded-up value per CPU; only a plain HASH has
     extra elements."""
-    value, cpus = -(-value // 8) * 8, possible_cpus(kernel)
+    value, cpus = -(-value // 8) * 8, kernel.possible_cpus()
     if t == MapType.ARRAY:
         return 312 + n * value
     if t == MapType.PERCPU_ARRAY:
@@ -202,7 +193,7 @@ def test_host_and_model_agree() -> None:
     6.12: 264 bytes of ``struct bpf_array`` where the reference 6.18 has 312) the
     invariants of :func:`test_prog_values` and :func:`test_map_values` hold instead."""
     host, model = need_host(), cgbpf.model("host")
-    same_cpus = possible_cpus(host) == process.POSSIBLE_CPUS
+    same_cpus = host.possible_cpus() == process.POSSIBLE_CPUS
     with ExitStack() as stack:
         a, b = (make_objects(k, stack.enter_context(Scratch(k, "cgbpf-test")), stack)
                 for k in (host, model))

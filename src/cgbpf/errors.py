@@ -15,10 +15,11 @@ import os
 from typing import Any, ClassVar
 
 from ._doc import DocType
+from .uapi import ENOTSUPP
 
-#: errno names, with the kernel's own ENOTSUPP (524: BTF_LOAD, PROG_TEST_RUN), which
-#: Python's errno module does not know.
-_NAMES = {**_errno.errorcode, 524: "ENOTSUPP"}
+#: errno names, with the kernel's own ENOTSUPP (BTF_LOAD, PROG_TEST_RUN), which Python's
+#: errno module does not know.
+_NAMES = {**_errno.errorcode, ENOTSUPP: "ENOTSUPP"}
 #: errno -> the built-in OSError subclass Python raises for it (PEP 3151).
 _BUILTIN: dict[int, type[OSError]] = {
     _errno.ENOENT: FileNotFoundError, _errno.EEXIST: FileExistsError,

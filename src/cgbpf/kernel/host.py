@@ -108,6 +108,7 @@ class HostKernel:
     def __init__(self) -> None:
         self._cgroup_root: str | None = None
         self._cgroup_dev: int | None = None
+        self._cpus: int | None = None
 
     def __repr__(self) -> str:
         return f"HostKernel({os.uname().release})"
@@ -192,9 +193,11 @@ class HostKernel:
             return [int(line) for line in f]
 
     def possible_cpus(self) -> int:
-        with open("/sys/devices/system/cpu/possible") as f:  # e.g. "0-1" or "0,2-5"
-            spans = [part.split("-") for part in f.read().strip().split(",")]
-        return sum(int(s[-1]) - int(s[0]) + 1 for s in spans)
+        if self._cpus is None:  # fixed at boot: read once
+            with open("/sys/devices/system/cpu/possible") as f:  # e.g. "0-1" or "0,2-5"
+                spans = [part.split("-") for part in f.read().strip().split(",")]
+            self._cpus = sum(int(s[-1]) - int(s[0]) + 1 for s in spans)
+        return self._cpus
 
     def has_capability(self, name: str) -> bool:
         with open("/proc/self/status") as f:

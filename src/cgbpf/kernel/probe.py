@@ -18,12 +18,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import struct
 import time
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .. import _sys, uapi
 from ..errors import NotSupported
@@ -322,21 +321,24 @@ def _detach_other_needs_net_admin(p: Prober) -> bool:
     return refused == [0]
 
 
-def _skb_program(absent: int, *insns: tuple[int, int, int, int]) -> Callable[[Prober], bool]:
-    """PROG_LOAD of a CGROUP_SKB program (for EGRESS) of raw (code, regs, off, imm)
-    instructions that return 1: loaded, or refused with ``absent``."""
-    code = b"".join(struct.pack("<BBhi", *x) for x in insns)
+def _load_skb(k: Kernel, *insns: Callable[[Any], Any]) -> int:
+    """PROG_LOAD of a CGROUP_SKB program for EGRESS: each of ``insns`` builds an
+    instruction from :mod:`cgbpf.asm` (imported when a probe runs), then ``return 1``."""
+    from .. import asm
 
-    def probe(p: Prober) -> bool:
-        buf = ctypes.create_string_buffer(code, len(code))
-        return answer("PROG_LOAD", lambda: p.own(_sys.prog_load(
-            p.k, prog_type=ProgType.CGROUP_SKB, insns=buf, insn_cnt=len(code) // 8,
-            license=_sys.c_str("GPL"), expected_attach_type=AttachType.CGROUP_INET_EGRESS)),
-            present=-1, absent=absent)
-    return probe
+    code = asm.assemble([*(f(asm) for f in insns), asm.mov64(asm.R0, 1), asm.exit_()])
+    buf = ctypes.create_string_buffer(code, len(code))
+    return _sys.prog_load(k, prog_type=ProgType.CGROUP_SKB, insns=buf,
+                          insn_cnt=len(code) // 8, license=_sys.c_str("GPL"),
+                          expected_attach_type=AttachType.CGROUP_INET_EGRESS)
 
 
-_EXIT, _R0_1 = (0x95, 0, 0, 0), (0xB7, 0, 0, 1)
+def _skb_program(absent: int, *insns: Callable[[Any], Any]) -> Callable[[Prober], bool]:
+    """The CGROUP_SKB program of ``insns`` loads, or is refused with ``absent``."""
+    return lambda p: answer("PROG_LOAD", lambda: p.own(_load_skb(p.k, *insns)),
+                            present=-1, absent=absent)
+
+
 #: An IPv4 frame for test runs: Ethernet header (type 0x0800) + a 20-byte IP header.
 _IP4_FRAME = bytes(12) + b"\x08\x00\x45" + bytes(19)
 
@@ -345,14 +347,10 @@ def _test_run_data_end(p: Prober) -> bool:
     """A CGROUP_SKB test run of ``return data_end - data == 20`` on a 20-byte IP packet:
     1 where the run sets data_end; else data_end is whatever the skb's control block
     held (garbage: seen on Debian 6.1 and 6.12)."""
-    code = b"".join(struct.pack("<BBhi", *x) for x in (
-        (0x61, 0x12, 76, 0), (0x61, 0x13, 80, 0),  # r2 = skb->data, r3 = skb->data_end
-        (0x1F, 0x23, 0, 0), (0xB7, 0, 0, 0),  # r3 -= r2; r0 = 0
-        (0x55, 0x03, 1, 20), _R0_1, _EXIT))  # if r3 != 20 goto exit; r0 = 1
-    buf = ctypes.create_string_buffer(code, len(code))
-    prog = p.own(p.call("PROG_LOAD", lambda: _sys.prog_load(
-        p.k, prog_type=ProgType.CGROUP_SKB, insns=buf, insn_cnt=len(code) // 8,
-        license=_sys.c_str("GPL"), expected_attach_type=AttachType.CGROUP_INET_EGRESS)))
+    prog = p.own(p.call("PROG_LOAD", lambda: _load_skb(
+        p.k, lambda a: a.ldx("w", a.R2, a.R1, 76), lambda a: a.ldx("w", a.R3, a.R1, 80),
+        lambda a: a.sub64(a.R3, a.R2), lambda a: a.mov64(a.R0, 0),
+        lambda a: a.jne(a.R3, 20, 1))))  # over the r0 = 1 _load_skb ends with
     frame = ctypes.create_string_buffer(_IP4_FRAME, len(_IP4_FRAME))
     return bool(p.call("PROG_TEST_RUN", lambda: _sys.prog_test_run(
         p.k, prog, frame, None)).retval)
@@ -492,11 +490,12 @@ FEATURES: dict[str, Feature] = {f.key: f for f in [
             "a store of an immediate (BPF_ST) into a context field (before: EACCES, 'BPF_ST"
             " stores into R1 ctx is not allowed'; BPF_STX always could)",
             "PROG_LOAD of *(u32 *)(skb + mark) = 1",
-            _skb_program(errno.EACCES, (0x62, 0x01, 8, 1), _R0_1, _EXIT)),
+            _skb_program(errno.EACCES, lambda a: a.st("w", a.R1, 8, 1))),
     Feature("cpu_v4", "cpu v4 instructions", "6.6",
             "sign-extending loads and moves, sdiv/smod, bswap, gotol (before: EINVAL)",
             "PROG_LOAD of r0 = (s8) r0",
-            _skb_program(errno.EINVAL, _R0_1, (0xBF, 0x00, 8, 0), _EXIT)),
+            _skb_program(errno.EINVAL, lambda a: a.mov64(a.R0, 1),
+                         lambda a: a.Insn(0xBF, 0, 0, 8, 0))),  # r0 = (s8) r0
     Feature("test_run_data_end", "data_end in CGROUP_SKB test runs", "6.18",
             "BPF_PROG_TEST_RUN of a CGROUP_SKB program sets __sk_buff.data_end (before:"
             " the skb's control block is not set, data_end reads as garbage; seen on"
