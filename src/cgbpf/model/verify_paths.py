@@ -31,6 +31,10 @@ from ..uapi import ProgType as P
 from .objects import Map
 from .vm.helpers import HELPERS
 
+#: The helpers whose arguments (by their kinds in :data:`HELPERS`) and R0 the walk
+#: follows: map lookup/update/delete, ktime, prandom, get_local_storage.
+FOLLOWED = frozenset({1, 2, 3, 5, 7, 81})
+
 U64, S64_MIN, S64_MAX = 1 << 64, -(1 << 63), (1 << 63) - 1
 STACK_SIZE, MAX_FRAMES, MAX_STATES = 512, 8, 20_000
 _SIZE = {asm.Size.B: 1, asm.Size.H: 2, asm.Size.W: 4, asm.Size.DW: 8}
@@ -225,11 +229,12 @@ class Walk:
         seen: set[State] = set()
         while todo:
             s = todo.pop()
-            if s in seen:
-                continue
-            if len(seen) >= MAX_STATES:
+            known = len(seen)
+            if known >= MAX_STATES:
                 return
-            seen.add(s)
+            seen.add(s)  # (hashed once: a state is a deep tuple)
+            if len(seen) == known:
+                continue
             try:
                 nxt = self.step(s)
             except Fault:
@@ -517,15 +522,14 @@ class Walk:
         h = HELPERS.get(fn)
         if h is not None and self.hook not in h.where:
             raise Fault(errno.EINVAL, f"program of this type cannot use helper {h.name}#{fn}")
-        args = {1: "mk", 2: "mkva", 3: "mk", 81: "ma", 5: "", 7: ""}.get(fn)
-        if args is None:
+        if h is None or fn not in FOLLOWED:
             return TOP
-        for i, kind in enumerate(args, start=1):
+        for i, kind in enumerate(h.args, start=1):  # the helper's argument kinds
             v = self.read(regs, i)
-            bad = (kind == "m" and v.kind not in (K.MAP, K.TOP)) or (
-                kind in "kv" and v.kind not in (K.STACK, K.VALUE, K.TOP))
+            bad = (kind == "map" and v.kind not in (K.MAP, K.TOP)) or (
+                kind in ("key", "value") and v.kind not in (K.STACK, K.VALUE, K.TOP))
             if bad:
-                want = "map_ptr" if kind == "m" else _MEM_TYPES
+                want = "map_ptr" if kind == "map" else _MEM_TYPES
                 raise Fault(errno.EACCES, f"R{i} type={_type(v)} expected={want}")
         m = regs[1].ref if regs[1].kind == K.MAP else None
         if fn == 1 and m is not None:

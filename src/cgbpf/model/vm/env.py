@@ -1,6 +1,6 @@
 """What one program run sees besides its context (VM-SPEC §10): the current task, the
-CPU, a clock and a seeded random source, the run context (``retval``), the program being
-run and its cgroup storage, and the strictness options."""
+CPU, a clock and a seeded random source, the run context (``retval``), the cgroup storage
+of the program being run, and the strictness options."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .helpers import call
+
 if TYPE_CHECKING:
     from ..cgroupfs import Cgroup
-    from ..objects import Map, Prog
+    from ..objects import Map
     from .regions import Ptr, Region
 
 #: The step budget (VM-SPEC §1.6): the verifier proves termination, the VM counts.
@@ -40,16 +42,12 @@ class Env:
         #: run_ctx.retval: a C int (§5.2), read by get_retval, set by set_retval
         self.retval = retval
         self.uninit_stack, self.step_limit = uninit_stack, step_limit
-        #: the program being run, its context, and its item's cgroup storage by map
-        self.prog: Prog | None = None
+        #: the context of the program being run, and its item's cgroup storage by map
         self.ctx: Region | None = None
         self.storage: dict[Map, Region] = {}
-        #: what the event is about (a socket, a sysctl ...): the hook's own object
-        self.event: object = None
         self.trace_log: list[str] = []
         self.steps = 0
 
     def helper(self, helper_id: int, args: tuple[int | Ptr | object, ...]) -> int | Ptr:
         """Call helper ``helper_id`` with R1-R5 (:mod:`.helpers`)."""
-        from .helpers import call
         return call(self, helper_id, args)

@@ -21,7 +21,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ... import uapi
+from ... import asm, uapi
 from . import maps as vmaps
 from .errors import NondeterministicValue, NotSupportedByVM, StepLimit, VerifierWouldReject
 from .regions import M32, M64, STACK_SIZE, UNINIT, MapRegion, Ptr, Region, Stack
@@ -35,16 +35,21 @@ Handler = Callable[[Regs, "_State"], int]
 
 MAX_FRAMES = 8  # MAX_CALL_FRAMES
 S64, S32 = 1 << 63, 1 << 31
-# classes, sources, ALU and JMP ops, memory modes and sizes (uapi/linux/bpf.h)
-LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = range(8)
-X = 0x08
-ADD, SUB, MUL, DIV, OR, AND, LSH, RSH, NEG, MOD, XOR, MOV, ARSH, END = range(0, 0xE0, 0x10)
-JA, CALL, EXIT, JCOND = 0x00, 0x80, 0x90, 0xE0
-MEM, MEMSX, ATOMIC, IMM = 0x60, 0x80, 0xC0, 0x00
-SIZES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
-FETCH, XCHG, CMPXCHG, LOAD_ACQ, STORE_REL = 0x01, 0xE1, 0xF1, 0x100, 0x110
-PSEUDO_CALL, PSEUDO_KFUNC_CALL = 1, 2
-MAP_FD, MAP_VALUE, BTF_ID, FUNC, MAP_IDX, MAP_IDX_VALUE = 1, 2, 3, 4, 5, 6
+# classes, sources, ALU and JMP ops, memory modes and sizes: asm's (the single source,
+# checked against <linux/bpf.h>), as plain ints for the handlers
+LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = (int(c) for c in asm.Class)
+X = int(asm.Src.X)
+ADD, SUB, MUL, DIV, OR, AND, LSH, RSH, NEG, MOD, XOR, MOV, ARSH, END = (
+    int(o) for o in asm.AluOp)
+JA, CALL, EXIT = int(asm.JmpOp.JA), int(asm.JmpOp.CALL), int(asm.JmpOp.EXIT)
+JCOND = 0xE0  # may_goto (6.9), which asm does not emit
+MEM, MEMSX, ATOMIC = int(asm.Mode.MEM), asm.MEMSX, int(asm.Mode.ATOMIC)
+SIZES = {int(asm.Size.W): 4, int(asm.Size.H): 2, int(asm.Size.B): 1, int(asm.Size.DW): 8}
+FETCH, XCHG, CMPXCHG = asm.FETCH, asm.XCHG, asm.CMPXCHG
+LOAD_ACQ, STORE_REL = 0x100, 0x110  # BPF_LOAD_ACQ, BPF_STORE_REL (6.15)
+PSEUDO_CALL, PSEUDO_KFUNC_CALL = uapi.PSEUDO_CALL, 2
+MAP_FD, MAP_VALUE, FUNC = asm.PSEUDO_MAP_FD, asm.PSEUDO_MAP_VALUE, uapi.PSEUDO_FUNC
+BTF_ID, MAP_IDX, MAP_IDX_VALUE = 3, 5, 6  # BPF_PSEUDO_BTF_ID, _MAP_IDX, _MAP_IDX_VALUE
 TAIL_CALL = 12
 OP_SYM = {ADD: "+=", SUB: "-=", MUL: "*=", DIV: "/=", OR: "|=", AND: "&=", LSH: "<<=",
           RSH: ">>=", NEG: "neg", MOD: "%=", XOR: "^=", MOV: "=", ARSH: "s>>=", END: "endian"}
@@ -103,7 +108,7 @@ def run(prog: Prog, ctx: Region, env: Env) -> int:
     st = _State(env)
     regs: Regs = [UNINIT] * 11
     regs[1], regs[10] = Ptr(ctx, 0), Ptr(st.stack, STACK_SIZE)
-    env.prog, env.ctx = prog, ctx
+    env.ctx = ctx
     limit, pc, i = env.step_limit, 0, -1
     try:
         for i in range(limit):  # noqa: B007 (i counts the steps, read in finally)
@@ -144,10 +149,17 @@ def _bad_base(reg: int, v: object) -> NoReturn:
     raise _reject(errno.EACCES, f"R{reg} invalid mem access 'scalar'")
 
 
-def _raiser(exc: Exception) -> Handler:
-    """A handler raising ``exc`` when it runs (a feature met only if executed)."""
+def _invalid_at(msg: str) -> Callable[[], Exception]:
+    """A maker of the EINVAL refusal ``msg`` (for :func:`_raiser`)."""
+    return lambda: _invalid(msg)
+
+
+def _raiser(make: Callable[[], Exception]) -> Handler:
+    """A handler raising a new ``make()`` when it runs (a feature met only if executed;
+    a new one each time: one exception raised again would collect every run's
+    traceback, and keep their frames alive with the cached program)."""
     def h(regs: Regs, st: _State) -> int:
-        raise exc
+        raise make()
     return h
 
 
@@ -356,7 +368,7 @@ def _alu(cls: int, op: int, source: int, d: int, s: int, off: int, imm: int,
         if not source:
             return _mov_k(d, k, nxt)
         if off == 1:  # BPF_ADDR_SPACE_CAST
-            return _raiser(NotSupportedByVM("arena address space cast (mov with off=1)"))
+            return _raiser(lambda: NotSupportedByVM("arena address space cast (mov, off=1)"))
         if is64 and not off:
             return _mov64_x(d, s, nxt)
         bits = off or 32
@@ -682,13 +694,13 @@ def _decode(raw: bytes, used_maps: list[Map]) -> Code:
                 raise _invalid("invalid bpf_ld_imm64 insn")
             h = _ld_imm64(d, s, imm, insns[pc + 1][3], maps, map_regions, pc + 2)
             ops.append(h)
-            h = _raiser(_invalid(f"jump into the middle of ldimm64 insn {pc}"))
+            h = _raiser(_invalid_at(f"jump into the middle of ldimm64 insn {pc}"))
             pc += 1
         else:
             h = _decode_mem(c, cls, d, s, off, imm, nxt)
         ops.append(h)
         pc += 1
-    ops.append(_raiser(_invalid("last insn is not an exit or jmp")))
+    ops.append(_raiser(lambda: _invalid("last insn is not an exit or jmp")))
     return Code(ops, n)
 
 
@@ -701,18 +713,18 @@ def _decode_jmp(pc: int, n: int, cls: int, op: int, source: int, d: int, s: int,
         if s == PSEUDO_CALL:
             return _subprog_call(_target(pc, n, pc + 1 + imm), nxt)
         if s == PSEUDO_KFUNC_CALL:
-            return _raiser(NotSupportedByVM(f"kfunc call (btf id {imm})"))
+            return _raiser(lambda: NotSupportedByVM(f"kfunc call (btf id {imm})"))
         if s:
             raise _invalid("BPF_CALL uses reserved fields")
         if imm == TAIL_CALL:
-            return _raiser(NotSupportedByVM("bpf_tail_call"))
+            return _raiser(lambda: NotSupportedByVM("bpf_tail_call"))
         return _helper(imm, nxt)
     if op == EXIT and cls == JMP:
         if source or d or s or off or imm:
             raise _invalid("BPF_EXIT uses reserved fields")
         return _exit
     if op == JCOND and cls == JMP and not source:
-        return _raiser(NotSupportedByVM("may_goto"))
+        return _raiser(lambda: NotSupportedByVM("may_goto"))
     if op == JA:
         if source or d or s or (imm if cls == JMP else off):
             raise _invalid("BPF_JA uses reserved fields")
@@ -737,7 +749,7 @@ def _ld_imm64(d: int, s: int, lo: int, hi: int, maps: Any,
         return _mov_k(d, (lo & M32) | (hi & M32) << 32, nxt)
     if s in (BTF_ID, FUNC):
         what = "ksym (BTF id)" if s == BTF_ID else "callback function pointer"
-        return _raiser(NotSupportedByVM(f"ld_imm64 of a {what}"))
+        return _raiser(lambda: NotSupportedByVM(f"ld_imm64 of a {what}"))
     if s not in (MAP_FD, MAP_VALUE, MAP_IDX, MAP_IDX_VALUE):
         raise _invalid(f"unrecognized bpf_ld_imm64 insn src {s}")
     m = next(maps, None)

@@ -222,6 +222,9 @@ class Stack(Region):
             raise VerifierWouldReject(errno.EACCES, f"invalid indirect read from stack "
                                       f"R10 off {off - STACK_SIZE}+0 size {n}")
         self._initialised(off, n)
+        if self.spills and any(slot + 8 > off and slot < off + n for slot in self.spills):
+            raise NondeterministicValue(f"a spilled pointer read as bytes at fp{off - STACK_SIZE}"
+                                        " (the kernel's would be a real address)")
         return bytes(self.buf[off:off + n])
 
     def write_bytes(self, off: int, data: bytes) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ... import uapi
 from ..memory import fail
 from ..objects import Map, Value, join_copies, split_copies
+from .maps import value_region
 from .regions import Mem, Region
 
 if TYPE_CHECKING:
@@ -61,18 +62,10 @@ class Storage:
     def __init__(self, m: StorageMap, key: bytes) -> None:
         self.map, self.key = m, key
         self.values = [Value(m.value_size) for _ in range(m.ncopies)]
-        self.regions: list[Mem | None] = [None] * m.ncopies
 
     def region(self, cpu: int) -> Mem:
         """The VM's view of the value a program on ``cpu`` sees (made once, kept)."""
-        i = cpu if self.map.ncopies > 1 else 0
-        region = self.regions[i]
-        if region is None:
-            name = f"{self.map.name.decode(errors='replace') or 'storage'}#{self.map.id}"
-            region = self.regions[i] = Mem(
-                name, self.values[i], kind="map_value",
-                writable=not self.map.flags & uapi.F_RDONLY_PROG)
-        return region
+        return value_region(self.map, self.values[cpu if self.map.ncopies > 1 else 0])
 
 
 class StorageMap(Map):
