@@ -31,10 +31,13 @@ OLDER_WORDING = {
 }
 
 
-def said(kernel: Kernel, text: str, lines: list[str]) -> str:
+def said(kernel: Kernel, text: str, lines: list[str],
+         wording: dict[str, str] | None = None) -> str:
     """The line of the verifier log ``lines`` that says ``text``, in 6.18's words or, on
-    the host, in an older kernel's ("" if none does)."""
-    older = OLDER_WORDING.get(text, text) if kernel.name == "host" else text
+    the host, in an older kernel's (:data:`OLDER_WORDING`, and ``wording``, a test's
+    own); "" if none does."""
+    older = {**OLDER_WORDING, **(wording or {})}.get(text, text) if kernel.name == "host" \
+        else text
     return next((line for line in lines if line in (text, older)), "")
 
 
