@@ -86,6 +86,13 @@ REFUSED: dict[str, Case] = {
     # the nine measured in issue 11 (and their neighbours)
     "r0 uninit": Case(lambda m: [asm.exit_()], EACCES, "R0 !read_ok"),
     "r2 uninit": Case(lambda m: [asm.mov64(R0, R2), asm.exit_()], EACCES, "R2 !read_ok"),
+    # what one instruction shows (the VM's decoding, at PROG_LOAD)
+    "div by zero": Case(lambda m: [asm.mov64(R2, 1), Insn(asm.Class.ALU64 | asm.AluOp.DIV,
+                                                          2, 0, 0, 0), *ret(1)],
+                        EINVAL, "div by zero"),
+    "shift by 99": Case(lambda m: [asm.mov64(R2, 1), Insn(asm.Class.ALU64 | asm.AluOp.LSH,
+                                                          2, 0, 0, 99), *ret(1)],
+                        EINVAL, "invalid shift 99"),
     "returns ctx": Case(lambda m: [asm.mov64(R0, R1), asm.exit_()], EINVAL,
                         "At program exit the register R0 is not a known value (ctx)"),
     "writes below fp-512": Case(lambda m: [asm.st("dw", FP, -520, 0), *ret(1)], EACCES,

@@ -32,7 +32,8 @@ from .objects import (
 )
 from .process import POSSIBLE_CPUS, ObjFile, Process, open_flags, verified_insns
 from .vfs import PATH_MAX, Dir, R, W
-from .vm import storage, testrun
+from .vm import interp, storage, testrun
+from .vm.errors import VerifierWouldReject
 
 Handler = Callable[[Process, Attr], int]
 
@@ -328,6 +329,10 @@ def prog_load(proc: Process, attr: Attr) -> int:
         # check_attach_btf_id: after the structural checks, before the walk (measured)
         if a.prog_flags & uapi.F_SLEEPABLE and ptype not in SLEEPABLE_TYPES:
             raise verifier.Rejected(errno.EINVAL, SLEEPABLE_LOG)
+        try:  # the VM's decoding: what one instruction shows the kernel refuses
+            vm_code = interp.decode(code, used)
+        except VerifierWouldReject as e:
+            raise verifier.Rejected(e.errno, e.log) from None
         enforce = verifier.check_return(ptype, eat, insns, maps, global_funcs=bool(func_info),
                                         st_ctx=profile.has("st_ctx"))
     except verifier.Rejected as e:
@@ -341,6 +346,7 @@ def prog_load(proc: Process, attr: Attr) -> int:
                 tag=verifier.tag(insns, sha256=m.profile.has("tag_sha256")), name=name,
                 maps=used, enforce_eat=enforce, uid=proc.cred.uid, btf=types,
                 func_info=func_info, line_info=line_info)
+    prog.vm_code = vm_code
     return proc.install(ObjFile(prog.publish()))
 
 

@@ -94,7 +94,7 @@ def code(prog: Prog) -> Code:
     """The decoded form of ``prog``, made on first use and kept on it."""
     c = prog.vm_code
     if c is None:
-        c = prog.vm_code = _decode(prog.insns, prog.maps)
+        c = prog.vm_code = decode(prog.insns, prog.maps)
     assert isinstance(c, Code)
     return c
 
@@ -659,9 +659,12 @@ def _check_alu(i: int, cls: int, op: int, source: int, d: int, s: int, off: int,
         raise _invalid(f"invalid shift {imm}")
 
 
-def _decode(raw: bytes, used_maps: list[Map]) -> Code:
+def decode(raw: bytes, used_maps: list[Map]) -> Code:
     """Decode ``raw`` into handlers.  ``used_maps`` holds one map per map-referencing
-    ld_imm64, in program order (what the loader resolved)."""
+    ld_imm64, in program order (what the loader resolved).  Raises
+    :class:`VerifierWouldReject` for what one instruction shows the kernel refuses at
+    load (division by a zero constant, shift counts, reserved fields): PROG_LOAD decodes
+    with it; a feature the VM lacks only raises when it runs."""
     insns = list(struct.iter_unpack("<BBhi", raw))
     n, ops = len(insns), []
     maps = iter(used_maps)
