@@ -60,7 +60,7 @@ class HostActor:
             peer: tuple[str, int] = s.getpeername()
             return peer
 
-    def setsockopt(self, level: int, name: int, value: int) -> None:
+    def setsockopt(self, level: int, name: int, value: int | bytes) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.setsockopt(level, name, value)
 
@@ -214,11 +214,17 @@ def test_getsockopt_program_replaces_the_value(kernel: Kernel, scratch: Scratch)
 ])
 def test_setsockopt_program(kernel: Kernel, scratch: Scratch, insns: list[Any],
                             expect: object) -> None:
+    """A one-byte SO_RCVBUF, which the kernel's own handler refuses (EINVAL): the program
+    denies it first, or skips the handler."""
     cg = scratch.cgroup("setsockopt")
+
+    def short(a: Any) -> None:
+        a.setsockopt(SOL_SOCKET, SO_RCVBUF, b"\x01")
+
     with load(kernel, insns, ProgType.CGROUP_SOCKOPT, A.CGROUP_SETSOCKOPT) as p, \
             cg.link(p, A.CGROUP_SETSOCKOPT):
-        assert act(kernel, cg.path, lambda a: a.setsockopt(SOL_SOCKET, SO_RCVBUF, 8192)) \
-            == expect
+        assert act(kernel, cg.path, short) == expect
+    assert act(kernel, cg.path, short) == ("errno", errno.EINVAL)
 
 
 def test_sysctl_program_denies_writes(kernel: Kernel, scratch: Scratch) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from ... import uapi
+from ..memory import PAGE
 from .errors import VerifierWouldReject
 from .regions import M32, M64, Mem, Ptr, Region
 
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 
 A = uapi.AttachType
 AF_INET, AF_INET6 = 2, 10
-SOCK_STREAM, SOCK_DGRAM = 1, 2
-IPPROTO_TCP, IPPROTO_UDP = 6, 17
+SOCK_DGRAM = 2
+IPPROTO_UDP = 17
 TCP_ESTABLISHED, TCP_CLOSE = 1, 7
 LOOPBACK_IFINDEX = 1
 
@@ -95,11 +96,6 @@ def _word(ip: bytes, i: int) -> int:
     """Word ``i`` of an address in network order, as a little-endian u32 load sees it."""
     return int.from_bytes(ip[4 * i:4 * i + 4].ljust(4, b"\0"), "little")
 
-
-def _set_word(ip: bytes, i: int, v: int) -> bytes:
-    b = bytearray(ip.ljust(4 * (i + 1), b"\0"))
-    b[4 * i:4 * i + 4] = (v & M32).to_bytes(4, "little")
-    return bytes(b)
 
 
 class Sock:
@@ -427,7 +423,7 @@ class SockAddrCtx(Ctx):
 
 # --- struct bpf_sockopt (CGROUP_SOCKOPT) ---------------------------------------------------
 
-PAGE_SIZE = 4096
+PAGE_SIZE = PAGE  # what a getsockopt/setsockopt program sees of optval at most
 
 
 class SockoptCtx(Ctx):
@@ -491,7 +487,6 @@ class SysctlCtx(Ctx):
     def __init__(self, name: str, cur: bytes, new: bytes | None, pos: int = 0) -> None:
         super().__init__(A.CGROUP_SYSCTL, 8)
         self.name, self.cur, self.new, self.pos = name, cur, new, pos
-        self.new_updated = False
 
     def _set_pos(self, v: int) -> None:
         self.pos = v

@@ -38,7 +38,7 @@ class Env:
                  retval: int = 0, uninit_stack: str = "error",
                  step_limit: int = STEP_LIMIT) -> None:
         self.task, self.attach_type, self.cpu, self.clock = task, attach_type, cpu, clock
-        self.rng = random.Random(seed)
+        self.seed = seed
         #: run_ctx.retval: a C int (§5.2), read by get_retval, set by set_retval
         self.retval = retval
         self.uninit_stack, self.step_limit = uninit_stack, step_limit
@@ -47,6 +47,15 @@ class Env:
         self.storage: dict[Map, Region] = {}
         self.trace_log: list[str] = []
         self.steps = 0
+
+    @property
+    def rng(self) -> random.Random:
+        """The run's seeded random source, made when a program first asks (bpf_get_prandom_u32:
+        a Random costs more than the rest of an Env)."""
+        rng = self.__dict__.get("_rng")
+        if rng is None:
+            rng = self.__dict__["_rng"] = random.Random(self.seed)
+        return rng
 
     def helper(self, helper_id: int, args: tuple[int | Ptr | object, ...]) -> int | Ptr:
         """Call helper ``helper_id`` with R1-R5 (:mod:`.helpers`)."""

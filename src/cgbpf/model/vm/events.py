@@ -121,7 +121,8 @@ class Net:
     def port(self, family: int) -> int:
         """An ephemeral port no socket of ``family`` has bound."""
         while any(k[0] == family and k[2] == self.next_port for k in self.bound):
-            self.next_port += 1
+            self.next_port = self.next_port + 1 if self.next_port + 1 < EPHEMERAL.stop \
+                else EPHEMERAL.start
         p = self.next_port
         self.next_port = p + 1 if p + 1 < EPHEMERAL.stop else EPHEMERAL.start
         return p
@@ -147,7 +148,11 @@ def net(machine: Machine) -> Net:
 
 def _run(proc: Process, attach_type: int, cgroup: Cgroup, ctx: Ctx,
          retval: int = 0) -> vmrun.Result:
-    """One array run with a fresh run context; ``proc`` is "current"."""
+    """One array run with a fresh run context; ``proc`` is "current" (an empty array:
+    nothing runs, nothing to set up)."""
+    hook = cgroup.hooks.get(attach_type)
+    if hook is None or not hook.effective:
+        return vmrun.Result(retval, 0)
     task = Task(proc.pid, proc.cred.uid, proc.cred.uid, COMM, proc.home)
     return vmrun.run_array(attach_type, cgroup, ctx, Env(task, attach_type, retval=retval))
 
@@ -281,7 +286,7 @@ def bind(proc: Process, host: str, port: int) -> tuple[str, int]:
         s.sock.src, s.sock.src_port = addr.ip, p
         at = A.CGROUP_INET4_POST_BIND if fam == AF_INET else A.CGROUP_INET6_POST_BIND
         _check(_run(proc, at, s.sock.cgroup, SockCtx(at, s.sock)).retval)
-    except OSError:
+    except BaseException:  # an errno, or a program the VM could not run: no socket left
         _close(s)
         raise
     n.bound[(fam, addr.ip, p)] = s

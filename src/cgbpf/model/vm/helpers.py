@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ... import uapi
 from . import maps as vmaps
+from . import storage
 from .ctx import Ctx, SkbCtx, SockAddrCtx, SockCtx, SockoptCtx, SysctlCtx
 from .errors import NotSupportedByVM, VerifierWouldReject
 from .regions import M32, M64, UNINIT, MapRegion, Ptr
@@ -34,7 +35,6 @@ HZ = 250  # CONFIG_HZ of the reference machine (jiffies64)
 OVERFLOW_UID = 65534
 INIT_NET_COOKIE = 1  # the first network namespace's cookie
 F_SYSCTL_BASE_NAME = 1
-STORAGE_TYPES = frozenset({19, 21})  # CGROUP_STORAGE, PERCPU_CGROUP_STORAGE
 _cookies = count(1)  # socket cookies: one global counter, as in the kernel
 
 # --- availability per attach type (out3_helpers.txt) --------------------------------------
@@ -88,7 +88,7 @@ def _marshal(env: Env, h: Helper, helper_id: int, regs: tuple[Any, ...]) -> list
                 raise _reject(f"R{r} type={_kind(v)} expected=map_ptr")
             m = v.region.map
             wants_storage = helper_id == 81
-            if (m.type in STORAGE_TYPES) != wants_storage:
+            if (m.type in storage.TYPES) != wants_storage:
                 raise _reject(f"cannot pass map_type {m.type} into func {h.name}#{helper_id}",
                               errno.EINVAL)
             out.append(m)
@@ -262,7 +262,7 @@ def _sysctl_set_new_value(env: Env, ctx: Ctx, buf: Ptr, n: int) -> int:
         return -errno.EINVAL
     if n > 4095:
         return -errno.E2BIG
-    s.new, s.new_updated = buf.region.read_bytes(buf.off, n), True
+    s.new = buf.region.read_bytes(buf.off, n)
     return 0
 
 

@@ -31,12 +31,11 @@ CB = slice(SkbCtx.CB, SkbCtx.CB + 20)
 
 
 class Result(NamedTuple):
-    """A run's ``retval`` (a C int: 0, -errno or a positive value set by a program), the
-    ORed bit-1 ``flags`` and how many programs ran."""
+    """A run's ``retval`` (a C int: 0, -errno or a positive value set by a program) and
+    the ORed bit-1 ``flags``."""
 
     retval: int
     flags: int
-    ran: int
 
 
 def is_error(v: int) -> bool:
@@ -64,7 +63,7 @@ def run_array(attach_type: int, cgroup: Cgroup, ctx: Ctx, env: Env) -> Result:
             r &= 1
         if r == 0 and not is_error(env.retval):
             env.retval = -errno.EPERM
-    return Result(env.retval, flags, len(entries))
+    return Result(env.retval, flags)
 
 
 # --- what a result means (§5.3) ------------------------------------------------------------

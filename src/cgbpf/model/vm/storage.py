@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from ..cgroupfs import Cgroup
     from ..objects import Prog
 
-CGROUP_STORAGE, PERCPU_CGROUP_STORAGE = 19, 21
+CGROUP_STORAGE, PERCPU_CGROUP_STORAGE = uapi.MapType.CGROUP_STORAGE, \
+    uapi.MapType.PERCPU_CGROUP_STORAGE
 TYPES = frozenset({CGROUP_STORAGE, PERCPU_CGROUP_STORAGE})
 KEY_SIZES = (8, 16)  # u64 cgroup id, or struct bpf_cgroup_storage_key (12 bytes padded)
 #: The model's value-size limits (E2BIG): BPF_LOCAL_STORAGE_MAX_VALUE_SIZE is just under
