@@ -194,10 +194,14 @@ def _close(s: InetSocket) -> None:
         s.release()
 
 
-def _sock_addr(proc: Process, at4: int, at6: int, s: InetSocket, addr: Sockaddr
-               ) -> vmrun.Result:
-    at = at4 if s.sock.family == AF_INET else at6
-    return _run(proc, at, s.sock.cgroup, SockAddrCtx(at, s.sock, addr))
+def _sock_addr(proc: Process, at4: int, at6: int, s: InetSocket, ip: bytes, port: int
+               ) -> tuple[Sockaddr, int]:
+    """The sock_addr hook of the call (``at4`` or ``at6`` by the socket's family) on the
+    address (ip, port): the address as the programs left it, and the run's retval as the
+    syscall's (an -errno raised)."""
+    fam = s.sock.family
+    at, addr = at4 if fam == AF_INET else at6, Sockaddr(fam, ip, port)
+    return addr, _check(_run(proc, at, s.sock.cgroup, SockAddrCtx(at, s.sock, addr)).retval)
 
 
 # --- UDP ---------------------------------------------------------------------------------
@@ -239,9 +243,8 @@ def send_udp(proc: Process, host: str, port: int, data: bytes = b"x") -> int:
     fam, ip = _family(host)
     s = open_socket(proc, fam)
     try:
-        addr = Sockaddr(fam, ip, port)
-        ret = _check(_sock_addr(proc, A.CGROUP_UDP4_SENDMSG, A.CGROUP_UDP6_SENDMSG, s,
-                                addr).retval)
+        addr, ret = _sock_addr(proc, A.CGROUP_UDP4_SENDMSG, A.CGROUP_UDP6_SENDMSG, s, ip,
+                               port)
         if ret:
             return ret
         if addr.port == 0:
@@ -276,8 +279,7 @@ def bind(proc: Process, host: str, port: int) -> tuple[str, int]:
     fam, ip = _family(host)
     s = open_socket(proc, fam)
     try:
-        addr = Sockaddr(fam, ip, port)
-        _check(_sock_addr(proc, A.CGROUP_INET4_BIND, A.CGROUP_INET6_BIND, s, addr).retval)
+        addr, _ = _sock_addr(proc, A.CGROUP_INET4_BIND, A.CGROUP_INET6_BIND, s, ip, port)
         n = net(proc.machine)
         p = addr.port or n.port(fam)
         if any(k[0] == fam and k[2] == p and (k[1] == addr.ip or not any(k[1])
@@ -311,9 +313,8 @@ def connect(proc: Process, host: str, port: int) -> tuple[str, int] | int:
     fam, ip = _family(host)
     s = open_socket(proc, fam)
     try:
-        addr = Sockaddr(fam, ip, port)
-        ret = _check(_sock_addr(proc, A.CGROUP_INET4_CONNECT, A.CGROUP_INET6_CONNECT, s,
-                                addr).retval)
+        addr, ret = _sock_addr(proc, A.CGROUP_INET4_CONNECT, A.CGROUP_INET6_CONNECT, s, ip,
+                               port)
         if ret:
             return ret
         s.sock.dst, s.sock.dst_port, s.sock.state = addr.ip, addr.port, TCP_ESTABLISHED
